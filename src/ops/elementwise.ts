@@ -1,0 +1,162 @@
+/** Unary and broadcasting binary elementwise primitives. */
+import { type DType, type Node, type Shape, ShapeError, type Value } from '../graph/graph.js';
+import {
+  A,
+  apply,
+  type Emitter,
+  graphOf,
+  isFloat,
+  lift,
+  type Op,
+  type Operand,
+  type TypeInfo,
+} from './op.js';
+import { cast } from './shape.js';
+
+export function broadcastShapes(a: Shape, b: Shape): number[] {
+  const n = Math.max(a.length, b.length);
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const da = a[a.length - n + i] ?? 1;
+    const db = b[b.length - n + i] ?? 1;
+    if (da !== db && da !== 1 && db !== 1) throw new ShapeError(`shapes [${a}] and [${b}] do not broadcast`);
+    out.push(da === 1 ? db : da);
+  }
+  return out;
+}
+
+const simpleLower =
+  (onnx: string, attrs?: (node: Node) => Record<string, ReturnType<typeof A.int>>) =>
+  (e: Emitter, node: Node) =>
+    e.emit(
+      onnx,
+      node.inputs.map((x) => e.name(x)),
+      [e.name(node.outputs[0])],
+      attrs?.(node),
+    );
+
+function unaryOp(
+  name: string,
+  onnx: string,
+  vjp?: (x: Value, y: Value, g: Value, node: Node) => Value | null,
+  attrs?: (node: Node) => Record<string, ReturnType<typeof A.int>>,
+): Op {
+  return {
+    name,
+    infer: ([x]): TypeInfo[] => [{ shape: x.shape, dtype: x.dtype }],
+    lower: simpleLower(onnx, attrs),
+    vjp: vjp && ((node, [g]) => [g && vjp(node.inputs[0], node.outputs[0], g, node)]),
+  };
+}
+
+/** 1 where x > 0, else 0, as a float mask of x's dtype (the subgradient torch uses at 0). */
+export function step(x: Value): Value {
+  return cast(greater(x, 0), x.dtype);
+}
+
+const ops: Record<string, Op> = {
+  neg: unaryOp('neg', 'Neg', (_x, _y, g) => neg(g)),
+  exp: unaryOp('exp', 'Exp', (_x, y, g) => mul(g, y)),
+  log: unaryOp('log', 'Log', (x, _y, g) => div(g, x)),
+  sqrt: unaryOp('sqrt', 'Sqrt', (_x, y, g) => div(mul(g, 0.5), y)),
+  reciprocal: unaryOp('reciprocal', 'Reciprocal', (_x, y, g) => neg(mul(g, mul(y, y)))),
+  sigmoid: unaryOp('sigmoid', 'Sigmoid', (_x, y, g) => mul(g, mul(y, sub(1, y)))),
+  tanh: unaryOp('tanh', 'Tanh', (_x, y, g) => mul(g, sub(1, mul(y, y)))),
+  erf: unaryOp('erf', 'Erf', (x, _y, g) => mul(g, mul(2 / Math.sqrt(Math.PI), exp(neg(mul(x, x)))))),
+  relu: unaryOp('relu', 'Relu', (x, _y, g) => mul(g, step(x))),
+  abs: unaryOp('abs', 'Abs', (x, _y, g) => mul(g, sign(x))),
+  sign: unaryOp('sign', 'Sign', () => null),
+  leakyRelu: unaryOp(
+    'leaky_relu',
+    'LeakyRelu',
+    (x, _y, g, node) => {
+      const alpha = node.attrs.alpha as number;
+      return mul(g, add(alpha, mul(1 - alpha, step(x))));
+    },
+    (node) => ({ alpha: A.float(node.attrs.alpha as number) }),
+  ),
+  powConst: {
+    name: 'pow',
+    infer: ([x]) => [{ shape: x.shape, dtype: x.dtype }],
+    lower(e, node) {
+      const p = node.attrs.p as number;
+      const pc = e.tmp('exponent');
+      e.emit('Constant', [], [pc], { value_float: A.float(p) });
+      const pcast = node.inputs[0].dtype === 'float32' ? pc : e.tmp('exponent_cast');
+      if (pcast !== pc) e.emit('Cast', [pc], [pcast], { to: A.int(11) });
+      e.emit('Pow', [e.name(node.inputs[0]), pcast], [e.name(node.outputs[0])]);
+    },
+    vjp(node, [g]) {
+      const p = node.attrs.p as number;
+      const x = node.inputs[0];
+      if (!g) return [null];
+      const d = p === 2 ? mul(x, 2) : p === 1 ? null : mul(p, powConst(x, p - 1));
+      return [d ? mul(g, d) : g];
+    },
+  } satisfies Op,
+};
+
+function binaryOp(
+  name: string,
+  onnx: string,
+  vjp?: (a: Value, b: Value, y: Value, g: Value) => [Value | null, Value | null],
+  outDtype?: (a: DType) => DType,
+): Op {
+  return {
+    name,
+    infer([a, b]) {
+      if (a.dtype !== b.dtype) throw new ShapeError(`dtype mismatch ${a.dtype} vs ${b.dtype}`);
+      return [{ shape: broadcastShapes(a.shape, b.shape), dtype: outDtype ? outDtype(a.dtype) : a.dtype }];
+    },
+    lower: simpleLower(onnx),
+    vjp: vjp && ((node, [g]) => (g ? vjp(node.inputs[0], node.inputs[1], node.outputs[0], g) : [null, null])),
+  };
+}
+
+const bin: Record<string, Op> = {
+  add: binaryOp('add', 'Add', (_a, _b, _y, g) => [g, g]),
+  sub: binaryOp('sub', 'Sub', (_a, _b, _y, g) => [g, neg(g)]),
+  mul: binaryOp('mul', 'Mul', (a, b, _y, g) => [mul(g, b), mul(g, a)]),
+  div: binaryOp('div', 'Div', (_a, b, y, g) => {
+    const ga = div(g, b);
+    return [ga, neg(mul(ga, y))];
+  }),
+  // Ties send the whole gradient to `a`, a fixed and documented choice.
+  max: binaryOp('max', 'Max', (a, b, _y, g) => {
+    const m = cast(greaterOrEqual(a, b), a.dtype);
+    return [mul(g, m), mul(g, sub(1, m))];
+  }),
+  greater: binaryOp('greater', 'Greater', undefined, () => 'bool'),
+  greaterOrEqual: binaryOp('greater_or_equal', 'GreaterOrEqual', undefined, () => 'bool'),
+};
+
+function binary(op: Op, a: Operand, b: Operand): Value {
+  graphOf(a, b); // two literals make no graph value; say so clearly
+  const av = typeof a === 'number' ? lift(a, b as Value) : a;
+  const bv = typeof b === 'number' ? lift(b, av) : b;
+  return apply(op, [av, bv]);
+}
+
+export const neg = (x: Value): Value => apply(ops.neg, [x]);
+export const exp = (x: Value): Value => apply(ops.exp, [x]);
+export const log = (x: Value): Value => apply(ops.log, [x]);
+export const sqrt = (x: Value): Value => apply(ops.sqrt, [x]);
+export const reciprocal = (x: Value): Value => apply(ops.reciprocal, [x]);
+export const sigmoid = (x: Value): Value => apply(ops.sigmoid, [x]);
+export const tanh = (x: Value): Value => apply(ops.tanh, [x]);
+export const erf = (x: Value): Value => apply(ops.erf, [x]);
+export const relu = (x: Value): Value => apply(ops.relu, [x]);
+export const abs = (x: Value): Value => apply(ops.abs, [x]);
+export const sign = (x: Value): Value => apply(ops.sign, [x]);
+export const leakyRelu = (x: Value, alpha: number): Value => apply(ops.leakyRelu, [x], { alpha });
+export function powConst(x: Value, p: number): Value {
+  if (!isFloat(x.dtype)) throw new ShapeError('pow needs a float tensor');
+  return apply(ops.powConst, [x], { p });
+}
+export const add = (a: Operand, b: Operand): Value => binary(bin.add, a, b);
+export const sub = (a: Operand, b: Operand): Value => binary(bin.sub, a, b);
+export const mul = (a: Operand, b: Operand): Value => binary(bin.mul, a, b);
+export const div = (a: Operand, b: Operand): Value => binary(bin.div, a, b);
+export const max = (a: Operand, b: Operand): Value => binary(bin.max, a, b);
+export const greater = (a: Operand, b: Operand): Value => binary(bin.greater, a, b);
+export const greaterOrEqual = (a: Operand, b: Operand): Value => binary(bin.greaterOrEqual, a, b);

@@ -1,0 +1,142 @@
+/**
+ * The only module that touches onnxruntime: session creation and caching, thread and execution-provider
+ * settings, and the host tensor type that the rest of the project uses.
+ */
+import { createHash } from 'node:crypto';
+import { availableParallelism } from 'node:os';
+import ort from 'onnxruntime-node';
+import type { DType, Value } from '../graph/graph.js';
+import { serialize } from '../onnx/writer.js';
+
+export type HostData = Float32Array | Float64Array | BigInt64Array | Int32Array | Uint8Array;
+export interface HostTensor {
+  shape: number[];
+  data: HostData;
+}
+
+export type ExecutionProvider = 'cpu' | 'webgpu' | 'cuda';
+export interface RuntimeOptions {
+  /** Intra-op threads; all cores by default. */
+  threads?: number;
+  provider?: ExecutionProvider;
+}
+
+let defaults: Required<RuntimeOptions> = { threads: availableParallelism(), provider: 'cpu' };
+export function configureRuntime(options: RuntimeOptions): void {
+  defaults = { ...defaults, ...options };
+}
+
+export class RuntimeError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'RuntimeError';
+  }
+}
+
+const ortType: Record<DType, ort.Tensor.Type> = {
+  float32: 'float32',
+  float64: 'float64',
+  int64: 'int64',
+  int32: 'int32',
+  bool: 'bool',
+  uint8: 'uint8',
+};
+
+interface Signature {
+  name: string;
+  shape: readonly number[];
+  dtype: DType;
+}
+
+/** A compiled graph: feed named inputs, get named outputs. */
+export class Executable {
+  constructor(
+    private readonly session: ort.InferenceSession,
+    readonly inputs: readonly Signature[],
+    readonly outputs: readonly Signature[],
+    readonly hash: string,
+  ) {}
+
+  async run(feeds: Record<string, HostTensor>): Promise<Record<string, HostTensor>> {
+    const ortFeeds: Record<string, ort.Tensor> = {};
+    for (const sig of this.inputs) {
+      const t = feeds[sig.name];
+      if (!t) throw new RuntimeError(`missing input "${sig.name}" [${sig.shape}]`);
+      const want = sig.shape.reduce((a, b) => a * b, 1);
+      if (
+        t.data.length !== want ||
+        t.shape.length !== sig.shape.length ||
+        t.shape.some((d, i) => d !== sig.shape[i])
+      )
+        throw new RuntimeError(`input "${sig.name}" must have shape [${sig.shape}], got [${t.shape}]`);
+      ortFeeds[sig.name] = new ort.Tensor(ortType[sig.dtype], t.data, sig.shape as number[]);
+    }
+    for (const k of Object.keys(feeds))
+      if (!this.inputs.some((s) => s.name === k)) throw new RuntimeError(`unknown input "${k}"`);
+    const res = await this.session.run(ortFeeds);
+    const out: Record<string, HostTensor> = {};
+    for (const sig of this.outputs) {
+      const t = res[sig.name];
+      out[sig.name] = { shape: [...t.dims], data: t.data as HostData };
+    }
+    return out;
+  }
+
+  async release(): Promise<void> {
+    cache.delete(this.hash);
+    await this.session.release();
+  }
+}
+
+const cache = new Map<string, Promise<Executable>>();
+
+function sessionOptions(o: Required<RuntimeOptions>): ort.InferenceSession.SessionOptions {
+  return {
+    executionProviders: [o.provider],
+    intraOpNumThreads: o.threads,
+    interOpNumThreads: 1,
+    executionMode: 'sequential',
+    graphOptimizationLevel: 'all',
+    enableCpuMemArena: true,
+    enableMemPattern: true,
+  };
+}
+
+/** Creates (or reuses, by content hash) a session for serialized ONNX bytes. */
+export function loadModel(
+  bytes: Uint8Array,
+  inputs: readonly Signature[],
+  outputs: readonly Signature[],
+  options: RuntimeOptions = {},
+): Promise<Executable> {
+  const opts = { ...defaults, ...options };
+  const hash = createHash('sha256').update(bytes).update(JSON.stringify(opts)).digest('hex');
+  let entry = cache.get(hash);
+  if (!entry) {
+    entry = ort.InferenceSession.create(bytes, sessionOptions(opts)).then(
+      (s) => new Executable(s, inputs, outputs, hash),
+      (err: unknown) => {
+        cache.delete(hash);
+        throw new RuntimeError(`ONNX Runtime rejected the graph: ${(err as Error).message}`);
+      },
+    );
+    cache.set(hash, entry);
+  }
+  return entry;
+}
+
+/** Serializes `outputs` (with all the graph's declared inputs) and returns a runnable session. */
+export function compile(
+  outputs: Record<string, Value>,
+  options: RuntimeOptions & { inputs?: readonly Value[] } = {},
+): Promise<Executable> {
+  const first = Object.values(outputs)[0];
+  const inputs = options.inputs ?? first.graph.inputs;
+  const bytes = serialize(outputs, { inputs });
+  return loadModel(
+    bytes,
+    inputs.map((x) => ({ name: x.name!, shape: x.shape, dtype: x.dtype })),
+    Object.entries(outputs).map(([name, v]) => ({ name, shape: v.shape, dtype: v.dtype })),
+    options,
+  );
+}
