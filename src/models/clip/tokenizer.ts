@@ -27,7 +27,7 @@ export class TextTooLongError extends Error {
   ) {
     super(
       `text is too long for CLIP's context of ${contextLength} tokens (${tokenCount} including start/end): ` +
-        `"${text.length > 80 ? `${text.slice(0, 77)}...` : text}"; shorten it or pass truncate`,
+        `"${text.length > 80 ? `${text.slice(0, 77)}...` : text}"; shorten it or truncate it`,
     );
     this.name = 'TextTooLongError';
   }
@@ -244,11 +244,11 @@ const ANSI_RE = /\x1b\[[\d;]*[a-zA-Z]/g;
 
 /** What `ftfy.fix_text` does to a prompt, to the extent documented at the top of this file. */
 export function fixText(text: string): string {
-  const unescape = !text.includes('<');
+  const unescapeHtml = !text.includes('<');
   for (let iter = 0; iter < 16; iter++) {
     const orig = text;
-    if (unescape) text = ftfyUnescapeHtml(text);
-    if (/[^\x00-\x7f]/.test(text)) text = fixMojibake(text);
+    if (unescapeHtml) text = ftfyUnescapeHtml(text);
+    if (/[\u0080-\uffff]/.test(text)) text = fixMojibake(text);
     text = fixC1Controls(text);
     text = text.replace(LIGATURE_RE, (c) => LIGATURES[c]);
     text = text.replace(/[\u3000\uff01-\uffef]/g, (c) => WIDTH_MAP.get(c) ?? c);
@@ -263,7 +263,8 @@ export function fixText(text: string): string {
 
 // The `regex` module's \s is Unicode White_Space; JS's \s differs (it has U+FEFF, lacks U+0085).
 const WS_RUN = /\p{White_Space}+/gu;
-const PY_STRIP = /^[\p{White_Space}\x1c-\x1f]+|[\p{White_Space}\x1c-\x1f]+$/gu;
+// Python's strip() also drops U+001C..U+001F, but fixText has removed those already.
+const PY_STRIP = /^\p{White_Space}+|\p{White_Space}+$/gu;
 
 function basicClean(text: string): string {
   return htmlUnescape(htmlUnescape(fixText(text))).replace(PY_STRIP, '');
@@ -324,7 +325,7 @@ export class ClipTokenizer {
       vocab.push(a + b);
     });
     vocab.push('<|startoftext|>', '<|endoftext|>');
-    vocab.forEach((v, i) => this.encoder.set(v, i));
+    for (let i = 0; i < vocab.length; i++) this.encoder.set(vocab[i], i);
     this.decoder = vocab;
     this.vocabSize = vocab.length;
     this.cache.set('<|startoftext|>', [SOT_TOKEN]);
