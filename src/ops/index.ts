@@ -1,3 +1,4 @@
+export * from './composite/nn.js';
 export * from './conv.js';
 export * from './elementwise.js';
 export * from './matmul.js';

@@ -120,7 +120,7 @@ function sliceRange(dim: number, start: number, end: number, step: number): { st
 
 const sliceOp: Op = {
   name: 'slice',
-  infer: ([x], { starts, lens, steps }) => [{ shape: (lens as number[]).slice(), dtype: x.dtype }],
+  infer: ([x], { lens }) => [{ shape: (lens as number[]).slice(), dtype: x.dtype }],
   lower(e, n) {
     const x = n.inputs[0];
     const starts = n.attrs.starts as number[];
