@@ -1,0 +1,339 @@
+/**
+ * CLIP ViT (OpenAI's clip/model.py) as graph-building code. Every hyper-parameter is read from the
+ * weights' shapes, as `build_model` does; weights are widened to float32 once and become ONNX
+ * initializers (shared by reference, never copied, until serialization).
+ *
+ * Layout: OpenAI's state-dict names (`visual.transformer.resblocks.0.attn.in_proj_weight`, ...). Hugging
+ * Face checkpoints are renamed into this layout by `hf.ts` before they get here.
+ */
+import { createHash } from 'node:crypto';
+import { type Graph, ShapeError, type Value } from '../../graph/graph.js';
+import { type Tensor, toFloat32 } from '../../io/tensor.js';
+import { conv2d } from '../../ops/conv.js';
+import { add, div, mul, sqrt } from '../../ops/elementwise.js';
+import { matmul, mT } from '../../ops/matmul.js';
+import { sum } from '../../ops/reduce.js';
+import { concat, expand, gather, reshape, slice, sliceAxis, transpose } from '../../ops/shape.js';
+import { type BlockWeights, layerNorm, residualBlock } from './layers.js';
+
+export interface ClipConfig {
+  /** Joint embedding size (text_projection's columns); 512 for ViT-B/32. */
+  embedDim: number;
+  /** Input side in pixels: patch size × grid; 224 for ViT-B/32. */
+  imageResolution: number;
+  visionLayers: number;
+  visionWidth: number;
+  /** width / 64, as build_model. */
+  visionHeads: number;
+  visionPatchSize: number;
+  /** Token positions; 77 for every released model. */
+  contextLength: number;
+  vocabSize: number;
+  textWidth: number;
+  textHeads: number;
+  textLayers: number;
+}
+
+export class ClipWeightsError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ClipWeightsError';
+  }
+}
+
+export type StateDict = ReadonlyMap<string, Tensor>;
+
+interface HostWeight {
+  shape: number[];
+  data: Float32Array;
+}
+
+function shapeOf(sd: StateDict, key: string): number[] {
+  const t = sd.get(key);
+  if (!t) throw new ClipWeightsError(`not a CLIP ViT checkpoint: missing "${key}"`);
+  return t.shape;
+}
+
+function countBlocks(sd: StateDict, prefix: string): number {
+  const ids = new Set<number>();
+  for (const k of sd.keys()) {
+    const m = k.startsWith(prefix) ? /^(\d+)\./.exec(k.slice(prefix.length)) : null;
+    if (m) ids.add(Number(m[1]));
+  }
+  for (let i = 0; i < ids.size; i++)
+    if (!ids.has(i))
+      throw new ClipWeightsError(`"${prefix}${i}.*" is missing (blocks must be numbered 0..n-1)`);
+  return ids.size;
+}
+
+/** build_model's inference of the architecture from the checkpoint (ViT models only). */
+export function inferClipConfig(sd: StateDict): ClipConfig {
+  if ([...sd.keys()].some((k) => k.startsWith('visual.layer1.')))
+    throw new ClipWeightsError(
+      'ResNet CLIP models (RN50, ...) are not supported; use a ViT model such as ViT-B/32',
+    );
+  const conv = shapeOf(sd, 'visual.conv1.weight'); // [W, 3, P, P]
+  const visionWidth = conv[0];
+  const visionPatchSize = conv[3];
+  const grid = Math.round(Math.sqrt(shapeOf(sd, 'visual.positional_embedding')[0] - 1));
+  const textWidth = shapeOf(sd, 'ln_final.weight')[0];
+  const config: ClipConfig = {
+    embedDim: shapeOf(sd, 'text_projection')[1],
+    imageResolution: visionPatchSize * grid,
+    visionLayers: countBlocks(sd, 'visual.transformer.resblocks.'),
+    visionWidth,
+    visionHeads: Math.floor(visionWidth / 64),
+    visionPatchSize,
+    contextLength: shapeOf(sd, 'positional_embedding')[0],
+    vocabSize: shapeOf(sd, 'token_embedding.weight')[0],
+    textWidth,
+    textHeads: Math.floor(textWidth / 64),
+    textLayers: countBlocks(sd, 'transformer.resblocks.'),
+  };
+  if (config.visionHeads < 1 || config.textHeads < 1)
+    throw new ClipWeightsError(`widths ${visionWidth}/${textWidth} give no attention heads (width / 64)`);
+  return config;
+}
+
+/** Every tensor the model reads, with its expected shape. */
+export function expectedShapes(c: ClipConfig): Map<string, number[]> {
+  const m = new Map<string, number[]>();
+  const block = (prefix: string, w: number) => {
+    m.set(`${prefix}.attn.in_proj_weight`, [3 * w, w]);
+    m.set(`${prefix}.attn.in_proj_bias`, [3 * w]);
+    m.set(`${prefix}.attn.out_proj.weight`, [w, w]);
+    m.set(`${prefix}.attn.out_proj.bias`, [w]);
+    for (const ln of ['ln_1', 'ln_2']) {
+      m.set(`${prefix}.${ln}.weight`, [w]);
+      m.set(`${prefix}.${ln}.bias`, [w]);
+    }
+    m.set(`${prefix}.mlp.c_fc.weight`, [4 * w, w]);
+    m.set(`${prefix}.mlp.c_fc.bias`, [4 * w]);
+    m.set(`${prefix}.mlp.c_proj.weight`, [w, 4 * w]);
+    m.set(`${prefix}.mlp.c_proj.bias`, [w]);
+  };
+  const vw = c.visionWidth;
+  const grid = c.imageResolution / c.visionPatchSize;
+  m.set('visual.conv1.weight', [vw, 3, c.visionPatchSize, c.visionPatchSize]);
+  m.set('visual.class_embedding', [vw]);
+  m.set('visual.positional_embedding', [grid * grid + 1, vw]);
+  for (const ln of ['ln_pre', 'ln_post']) {
+    m.set(`visual.${ln}.weight`, [vw]);
+    m.set(`visual.${ln}.bias`, [vw]);
+  }
+  for (let i = 0; i < c.visionLayers; i++) block(`visual.transformer.resblocks.${i}`, vw);
+  m.set('visual.proj', [vw, c.embedDim]);
+  const tw = c.textWidth;
+  m.set('token_embedding.weight', [c.vocabSize, tw]);
+  m.set('positional_embedding', [c.contextLength, tw]);
+  for (let i = 0; i < c.textLayers; i++) block(`transformer.resblocks.${i}`, tw);
+  m.set('ln_final.weight', [tw]);
+  m.set('ln_final.bias', [tw]);
+  m.set('text_projection', [tw, c.embedDim]);
+  m.set('logit_scale', []);
+  return m;
+}
+
+const sameShape = (a: readonly number[], b: readonly number[]) =>
+  a.length === b.length && a.every((d, i) => d === b[i]);
+
+export interface ClipModelOptions {
+  /** Identifies the weights in caches (e.g. the checkpoint file's SHA-256); hashed from the weights if absent. */
+  hash?: string;
+}
+
+/** CLIP ViT weights in float32 plus graph builders for both towers. */
+export class ClipModel {
+  readonly config: ClipConfig;
+  /** The learned temperature as stored (a log): logits are exp(logitScale) · cos. */
+  readonly logitScale: number;
+  private readonly weights = new Map<string, HostWeight>();
+  private readonly graphConsts = new WeakMap<Graph, Map<string, Value>>();
+  private hashValue?: string;
+
+  private constructor(config: ClipConfig, weights: Map<string, HostWeight>, hash?: string) {
+    this.config = config;
+    this.weights = weights;
+    this.logitScale = weights.get('logit_scale')!.data[0];
+    this.hashValue = hash;
+  }
+
+  /** From an OpenAI-layout state dict (fp16 or fp32; computed in float32). Unused keys are ignored. */
+  static fromStateDict(sd: StateDict, options: ClipModelOptions = {}): ClipModel {
+    const config = inferClipConfig(sd);
+    const weights = new Map<string, HostWeight>();
+    for (const [key, shape] of expectedShapes(config)) {
+      const t = sd.get(key);
+      if (!t) throw new ClipWeightsError(`missing "${key}" (expected shape [${shape}])`);
+      if (!sameShape(t.shape, shape))
+        throw new ClipWeightsError(`"${key}" has shape [${t.shape}], expected [${shape}]`);
+      weights.set(key, { shape: [...shape], data: toFloat32(t).data });
+    }
+    // torch's MultiheadAttention scales q after the projection; folding 1/√d into the q rows is the same map.
+    for (const prefix of ['visual.transformer.resblocks.', 'transformer.resblocks.']) {
+      const visual = prefix.startsWith('visual');
+      const layers = visual ? config.visionLayers : config.textLayers;
+      const width = visual ? config.visionWidth : config.textWidth;
+      const heads = visual ? config.visionHeads : config.textHeads;
+      const scale = (width / heads) ** -0.5;
+      for (let i = 0; i < layers; i++) {
+        for (const [name, rows] of [
+          ['in_proj_weight', width * width],
+          ['in_proj_bias', width],
+        ] as const) {
+          const src = weights.get(`${prefix}${i}.attn.${name}`)!;
+          const data = Float32Array.from(src.data);
+          for (let j = 0; j < rows; j++) data[j] *= scale;
+          weights.set(`${prefix}${i}.attn.${name}:scaled`, { shape: src.shape, data });
+        }
+      }
+    }
+    return new ClipModel(config, weights, options.hash);
+  }
+
+  /** A content hash of the weights (or the one given at construction); keys text-embedding caches. */
+  get hash(): string {
+    if (!this.hashValue) {
+      const h = createHash('sha256');
+      for (const [k, w] of [...this.weights].sort(([a], [b]) => (a < b ? -1 : 1))) {
+        h.update(`${k}[${w.shape}]`);
+        h.update(new Uint8Array(w.data.buffer, w.data.byteOffset, w.data.byteLength));
+      }
+      this.hashValue = h.digest('hex');
+    }
+    return this.hashValue;
+  }
+
+  /** The float32 values of one tensor (OpenAI names). */
+  tensor(key: string): HostWeight {
+    const w = this.weights.get(key);
+    if (!w) throw new ClipWeightsError(`no tensor "${key}"`);
+    return w;
+  }
+
+  /** The weight as a constant of `g`, one initializer per graph however often it is used. */
+  weight(g: Graph, key: string): Value {
+    let consts = this.graphConsts.get(g);
+    if (!consts) this.graphConsts.set(g, (consts = new Map()));
+    let v = consts.get(key);
+    if (!v) {
+      const w = this.tensor(key);
+      v = g.const(w.data, w.shape, `clip.${key.replace(':', '_')}`);
+      consts.set(key, v);
+    }
+    return v;
+  }
+
+  private block(g: Graph, prefix: string): BlockWeights {
+    const w = (k: string) => this.weight(g, `${prefix}.${k}`);
+    return {
+      ln1: [w('ln_1.weight'), w('ln_1.bias')],
+      inProj: [w('attn.in_proj_weight:scaled'), w('attn.in_proj_bias:scaled')],
+      outProj: [w('attn.out_proj.weight'), w('attn.out_proj.bias')],
+      ln2: [w('ln_2.weight'), w('ln_2.bias')],
+      fc: [w('mlp.c_fc.weight'), w('mlp.c_fc.bias')],
+      proj: [w('mlp.c_proj.weight'), w('mlp.c_proj.bias')],
+    };
+  }
+
+  /** encode_image: [B, 3, R, R] (already CLIP-normalized) → [B, embed], unnormalized. */
+  encodeImage(image: Value): Value {
+    const c = this.config;
+    const g = image.graph;
+    const r = c.imageResolution;
+    if (image.rank !== 4 || image.shape[1] !== 3 || image.shape[2] !== r || image.shape[3] !== r)
+      throw new ShapeError(`CLIP encode_image needs [B, 3, ${r}, ${r}], got [${image.shape}]`);
+    const b = image.shape[0];
+    const w = (k: string) => this.weight(g, `visual.${k}`);
+    const width = c.visionWidth;
+    const p = c.visionPatchSize;
+    const grid = r / p;
+    let x = conv2d(image, w('conv1.weight'), { stride: p }); // [B, W, grid, grid]
+    x = transpose(reshape(x, [b, width, grid * grid]), [0, 2, 1]); // [B, grid², W]
+    const cls = expand(reshape(w('class_embedding'), [1, 1, width]), [b, 1, width]);
+    x = add(concat([cls, x], 1), w('positional_embedding')); // [B, grid² + 1, W]
+    x = layerNorm(x, w('ln_pre.weight'), w('ln_pre.bias'));
+    for (let i = 0; i < c.visionLayers; i++)
+      x = residualBlock(x, c.visionHeads, this.block(g, `visual.transformer.resblocks.${i}`));
+    const pooled = reshape(sliceAxis(x, 1, 0, 1), [b, width]); // the class token, [B, W]
+    return matmul(layerNorm(pooled, w('ln_post.weight'), w('ln_post.bias')), w('proj')); // [B, E]
+  }
+
+  /**
+   * encode_text on a context trimmed to `tokens.shape[1]` positions (≤ the model's context).
+   * `tokens` [T, L] holds token ids (int32 or int64); `eot` [T] the flat index t·L + argmax(tokens[t]) of
+   * each row's end token (see `eotIndices`). The causal mask makes positions after the end token
+   * irrelevant, so any L past the longest prompt gives the same features.
+   */
+  encodeText(tokens: Value, eot: Value): Value {
+    const c = this.config;
+    const g = tokens.graph;
+    const [t, l] = tokens.shape;
+    if (tokens.rank !== 2 || l > c.contextLength || l < 1)
+      throw new ShapeError(
+        `CLIP encode_text needs tokens [T, L ≤ ${c.contextLength}], got [${tokens.shape}]`,
+      );
+    if (eot.rank !== 1 || eot.shape[0] !== t) throw new ShapeError(`eot indices must be [${t}]`);
+    const width = c.textWidth;
+    let x = gather(this.weight(g, 'token_embedding.weight'), tokens, 0); // [T, L, W]
+    const pos = slice(this.weight(g, 'positional_embedding'), [0, 0], [l, width]); // [L, W]
+    x = add(x, pos);
+    const mask = new Float32Array(l * l);
+    for (let i = 0; i < l; i++) for (let j = i + 1; j < l; j++) mask[i * l + j] = Number.NEGATIVE_INFINITY;
+    const maskV = g.const(mask, [l, l], `clip.causal_mask_${l}`);
+    for (let i = 0; i < c.textLayers; i++)
+      x = residualBlock(x, c.textHeads, this.block(g, `transformer.resblocks.${i}`), maskV);
+    // ln_final acts per position, so picking the end tokens first gives the same result, cheaper.
+    const picked = gather(reshape(x, [t * l, width]), eot, 0); // [T, W]
+    const y = layerNorm(picked, this.weight(g, 'ln_final.weight'), this.weight(g, 'ln_final.bias'));
+    return matmul(y, this.weight(g, 'text_projection')); // [T, E]
+  }
+
+  /** CLIP's forward: logits_per_image [B, T] = exp(logit_scale) · cos(image, text). */
+  logitsPerImage(imageFeatures: Value, textFeatures: Value): Value {
+    const scale = Math.exp(this.logitScale);
+    return mul(matmul(l2Normalize(imageFeatures), mT(l2Normalize(textFeatures))), scale);
+  }
+}
+
+/** x / ‖x‖ along the last axis. */
+export function l2Normalize(x: Value): Value {
+  return div(x, sqrt(sum(mul(x, x), -1, true)));
+}
+
+/**
+ * Flat end-token positions for `encodeText`: for row t of [T, stride] ids, t·L + argmax(ids) (the
+ * first maximum, as torch's argmax on CLIP tokens where the end token 49407 is the largest id).
+ */
+export function eotIndices(tokens: Int32Array, stride: number, trimmed: number = stride): BigInt64Array {
+  const rows = tokens.length / stride;
+  const out = new BigInt64Array(rows);
+  for (let r = 0; r < rows; r++) {
+    let best = 0;
+    for (let j = 1; j < stride; j++) if (tokens[r * stride + j] > tokens[r * stride + best]) best = j;
+    if (best >= trimmed)
+      throw new ShapeError(`row ${r}: end token at ${best} lies past the trimmed context ${trimmed}`);
+    out[r] = BigInt(r * trimmed + best);
+  }
+  return out;
+}
+
+/** The shortest context that keeps every row's end token: 1 + the largest argmax. */
+export function trimmedLength(tokens: Int32Array, stride: number): number {
+  let len = 1;
+  for (let r = 0; r < tokens.length / stride; r++) {
+    let best = 0;
+    for (let j = 1; j < stride; j++) if (tokens[r * stride + j] > tokens[r * stride + best]) best = j;
+    len = Math.max(len, best + 1);
+  }
+  return len;
+}
+
+/** Rows of [T, stride] ids cut to their first `len` columns, as int64 for the graph. */
+export function trimTokens(tokens: Int32Array, stride: number, len: number): BigInt64Array {
+  const rows = tokens.length / stride;
+  const out = new BigInt64Array(rows * len);
+  for (let r = 0; r < rows; r++)
+    for (let j = 0; j < len; j++) out[r * len + j] = BigInt(tokens[r * stride + j]);
+  return out;
+}
