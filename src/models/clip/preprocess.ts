@@ -64,7 +64,7 @@ function coefficients(
 
 function clip8(ss: number): number {
   const v = Math.floor(ss / ONE);
-  return v < 0 ? 0 : v > 255 ? 255 : v;
+  return v < 0 ? 0 : Math.min(v, 255);
 }
 
 /**
