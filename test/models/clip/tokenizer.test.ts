@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
 import { parseNpy } from '../../../src/io/npy.js';
@@ -182,5 +183,26 @@ describe('CLIP tokenizer', () => {
     const filled = expandTemplates('$& face');
     assert.equal(filled[34], 'a $& face in a video game.');
     assert.equal(tokenize(filled).length, 79 * 77);
+  });
+
+  test('`styleclip tokenize` subcommand: ids, --json, clear error without a stack trace', () => {
+    const script =
+      "import { tokenizeCommand } from './src/cli/tokenize.ts';" +
+      "await tokenizeCommand().parseAsync(process.argv.slice(1), { from: 'user' });";
+    const run = (...args: string[]) =>
+      spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script, '--', ...args], {
+        encoding: 'utf8',
+      });
+    const plain = run('a photo', 'hello world');
+    assert.equal(plain.status, 0, plain.stderr);
+    assert.equal(plain.stdout, '49406 320 1125 49407\n49406 3306 1002 49407\n');
+    const json = run('--json', 'a photo');
+    assert.deepEqual(JSON.parse(json.stdout), Array.from(tokenize('a photo')));
+    const long = run(Array(80).fill('a').join(' '));
+    assert.notEqual(long.status, 0);
+    assert.match(long.stderr, /too long/);
+    assert.doesNotMatch(long.stderr, /\bat \S+:\d+/);
+    const cut = run('--truncate', Array(80).fill('a').join(' '));
+    assert.equal(cut.stdout.trim().split(' ').length, 77);
   });
 });
