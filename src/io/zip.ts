@@ -50,8 +50,7 @@ function u32(b: Uint8Array, o: number): number {
   return (b[o] | (b[o + 1] << 8) | (b[o + 2] << 16)) + b[o + 3] * 0x1000000;
 }
 function u64(b: Uint8Array, o: number): number {
-  const v = u32(b, o) + u32(b, o + 4) * 0x100000000;
-  return v;
+  return u32(b, o) + u32(b, o + 4) * 0x100000000;
 }
 
 export function isZip(head: Uint8Array): boolean {
@@ -238,10 +237,9 @@ export function buildStoredZip(
     const crc = crc32(data);
     const headerEnd = pos + 30 + nameBytes.length;
     // torch pads with an "FB" extra field so the data starts on an aligned offset.
-    let pad = (align - ((headerEnd + 4) % align)) % align;
     const big = data.length >= 0xffffffff || pos >= 0xffffffff;
     const z64Len = big ? 20 : 0;
-    pad = (align - ((headerEnd + 4 + z64Len + 4) % align)) % align;
+    const pad = (align - ((headerEnd + z64Len + 4) % align)) % align;
     const extraLen = z64Len + 4 + pad;
     const h = new Uint8Array(30 + nameBytes.length + extraLen);
     const dv = new DataView(h.buffer);
