@@ -1,0 +1,300 @@
+/**
+ * The StyleGAN2 generator as an engine graph, written like the paper (Karras et al. 2020, fig. 2):
+ * mapping network z → w, W+ → StyleSpace (one affine per layer), and the synthesis network driven by
+ * StyleSpace codes. Weights are graph constants, so autodiff differentiates only latents and codes.
+ *
+ * Modulated convolution is computed on activations, not weights: `conv(x · s, W) · demod(s)` with the
+ * constant W, which equals conv(x, W·s·demod) per sample (rosinality's grouped conv) and lets ONNX Runtime
+ * keep W as a plain initializer. demod(s)[o] = rsqrt(Σ_i s_i² Σ_k W[o,i,k]² + 1e-8).
+ */
+import type { Graph, Value } from '../../graph/graph.js';
+import {
+  add,
+  concat,
+  conv2d,
+  convTranspose2d,
+  expand,
+  leakyRelu,
+  matmul,
+  max,
+  mean,
+  mul,
+  neg,
+  powConst,
+  reshape,
+  sliceAxis,
+  sub,
+} from '../../ops/index.js';
+import {
+  type GeneratorWeights,
+  type ModConvWeights,
+  type StyledConvWeights,
+  squaredWeightSums,
+  type ToRGBWeights,
+} from './weights.js';
+
+/** Noise for the styled convs: the checkpoint's fixed buffers, one graph value per layer, or none. */
+export type NoiseSpec = 'const' | 'zero' | readonly Value[];
+
+const SQRT2 = Math.SQRT2;
+
+/** Binds one generator's weights to one graph; constants are created once per graph, however often used. */
+export class StyleGAN2Graph {
+  private readonly consts = new Map<string, Value>();
+
+  constructor(
+    readonly g: Graph,
+    readonly weights: GeneratorWeights,
+    readonly name = 'stylegan2',
+  ) {}
+
+  get config() {
+    return this.weights.config;
+  }
+
+  private c(key: string, shape: readonly number[], make: () => Float32Array): Value {
+    let v = this.consts.get(key);
+    if (!v) {
+      const parts = key.split('/');
+      const leaf = parts.pop()!;
+      const scopes = [this.name, ...parts];
+      const build = (i: number): Value =>
+        i === scopes.length ? this.g.const(make(), shape, leaf) : this.g.scope(scopes[i], () => build(i + 1));
+      v = build(0);
+      this.consts.set(key, v);
+    }
+    return v;
+  }
+
+  // --- mapping network -------------------------------------------------------------------------------
+
+  /** z [B, D] → w [B, D]: PixelNorm then n_mlp × (EqualLinear, leaky ReLU 0.2, × sqrt 2). */
+  mapping(z: Value): Value {
+    let x = pixelNorm(z);
+    this.weights.mapping.forEach((layer, l) => {
+      const w = this.c(`mapping/${l}/weight`, [layer.inFeatures, layer.outFeatures], () => layer.weight);
+      const b = this.c(`mapping/${l}/bias`, [layer.outFeatures], () => layer.bias);
+      x = mul(leakyRelu(add(matmul(x, w), b), 0.2), SQRT2);
+    });
+    return x;
+  }
+
+  /** The checkpoint's mean latent [1, D] as a constant (throws if it has none; see StyleGAN2.meanLatent). */
+  latentAvg(): Value {
+    const avg = this.weights.latentAvg;
+    if (!avg) throw new Error('this generator has no stored mean latent (latent_avg / w_avg)');
+    return this.c('latent_avg', [1, this.config.styleDim], () => avg);
+  }
+
+  /** w [B, D] → W+ [B, n_latent, D] (the same w for every layer). */
+  broadcast(w: Value): Value {
+    const [b, d] = w.shape;
+    return expand(reshape(w, [b, 1, d]), [b, this.config.nLatent, d]); // [B, 1, D] -> [B, L, D]
+  }
+
+  /** Style mixing: rows [0, inject) from w1, the rest from w2; both [B, D]. */
+  mix(w1: Value, w2: Value, injectIndex: number): Value {
+    const L = this.config.nLatent;
+    if (!(injectIndex >= 1 && injectIndex < L)) throw new RangeError(`inject index must be in [1, ${L - 1}]`);
+    const [b, d] = w1.shape;
+    const a = expand(reshape(w1, [b, 1, d]), [b, injectIndex, d]);
+    const c = expand(reshape(w2, [b, 1, d]), [b, L - injectIndex, d]);
+    return concat([a, c], 1); // [B, L, D]
+  }
+
+  // --- W+ -> StyleSpace -------------------------------------------------------------------------------
+
+  /** The modulated conv of StyleSpace layer i. */
+  modConvOf(i: number): ModConvWeights {
+    if (i === 0) return this.weights.convs[0].conv;
+    if (i === 1) return this.weights.toRGBs[0].conv;
+    const block = Math.floor((i - 2) / 3);
+    const k = (i - 2) % 3;
+    return k === 2 ? this.weights.toRGBs[block + 1].conv : this.weights.convs[1 + 2 * block + k].conv;
+  }
+
+  /** The affine of StyleSpace layer i applied to w [B, D] → s [B, C_i]. */
+  affine(i: number, w: Value): Value {
+    const m = this.modConvOf(i);
+    const d = this.config.styleDim;
+    const A = this.c(`style/${i}/affine_weight`, [d, m.inChannels], () => m.affineWeight);
+    const b = this.c(`style/${i}/affine_bias`, [m.inChannels], () => m.affineBias);
+    return add(matmul(w, A), b);
+  }
+
+  /** W+ [B, n_latent, D] → the StyleSpace codes, one [B, C_i] per layer (toRGB layers included). */
+  styles(wplus: Value): Value[] {
+    const [b, L, d] = wplus.shape;
+    if (L !== this.config.nLatent || d !== this.config.styleDim)
+      throw new RangeError(
+        `W+ must be [B, ${this.config.nLatent}, ${this.config.styleDim}], got [${wplus.shape}]`,
+      );
+    return this.config.styleWIndex.map((row, i) =>
+      this.g.scope(`style${i}`, () => this.affine(i, reshape(sliceAxis(wplus, 1, row, row + 1), [b, d]))),
+    );
+  }
+
+  // --- synthesis ---------------------------------------------------------------------------------------
+
+  /** StyleSpace codes → image [B, 3, size, size] in the generator's raw range. */
+  synthesis(styles: readonly Value[], noise: NoiseSpec = 'const'): Value {
+    const cfg = this.config;
+    if (styles.length !== cfg.styleDims.length)
+      throw new RangeError(`expected ${cfg.styleDims.length} StyleSpace codes, got ${styles.length}`);
+    styles.forEach((s, i) => {
+      if (s.rank !== 2 || s.shape[1] !== cfg.styleDims[i] || s.shape[0] !== styles[0].shape[0])
+        throw new RangeError(`StyleSpace code ${i} must be [B, ${cfg.styleDims[i]}], got [${s.shape}]`);
+    });
+    if (typeof noise !== 'string' && noise.length !== cfg.numLayers)
+      throw new RangeError(`expected ${cfg.numLayers} noise inputs, got ${noise.length}`);
+    const batch = styles[0].shape[0];
+    const W = this.weights;
+    const c4 = cfg.channels[4];
+
+    const input = this.c('input', [1, c4, 4, 4], () => W.constInput);
+    let x = expand(input, [batch, c4, 4, 4]); // [B, C4, 4, 4]
+    x = this.g.scope('conv1', () => this.styledConv(0, x, styles[0], noise));
+    let skip = this.g.scope('to_rgb1', () => this.toRGB(0, x, styles[1], null));
+    for (let b = 0; b < W.toRGBs.length - 1; b++) {
+      const res = 8 << b;
+      this.g.scope(`b${res}`, () => {
+        x = this.g.scope('conv_up', () => this.styledConv(1 + 2 * b, x, styles[2 + 3 * b], noise));
+        x = this.g.scope('conv', () => this.styledConv(2 + 2 * b, x, styles[3 + 3 * b], noise));
+        skip = this.g.scope('to_rgb', () => this.toRGB(b + 1, x, styles[4 + 3 * b], skip));
+      });
+    }
+    return skip;
+  }
+
+  /** W+ → image, the common path (W+ → S → image). */
+  image(wplus: Value, noise: NoiseSpec = 'const'): Value {
+    return this.synthesis(this.styles(wplus), noise);
+  }
+
+  /** Modulated conv: conv(x · s, W) · demod(s); upsampling convs are a transposed conv then the 4x4 blur. */
+  private modConv(key: string, x: Value, s: Value, m: ModConvWeights): Value {
+    const [b, inC] = x.shape;
+    const k = m.kernel;
+    const xs = mul(x, reshape(s, [b, inC, 1, 1])); // [B, in, H, W] scaled per input channel
+    let y: Value;
+    if (m.upsample) {
+      const wt = this.c(`${key}/weight_t`, [inC, m.outChannels, k, k], () => transposeOI(m));
+      y = convTranspose2d(xs, wt, { stride: 2 }); // [B, out, 2H+1, 2W+1]
+      y = this.blur(y, 1, 1); // [B, out, 2H, 2W]; the blur has gain 4 (up²)
+    } else {
+      const wc = this.c(`${key}/weight`, [m.outChannels, inC, k, k], () => m.weight);
+      y = conv2d(xs, wc, { pads: (k - 1) >> 1 }); // [B, out, H, W]
+    }
+    if (!m.demodulate) return y;
+    const wsq = this.c(`${key}/weight_sq_t`, [inC, m.outChannels], () => transpose2(squaredWeightSums(m), m));
+    const demod = powConst(add(matmul(mul(s, s), wsq), 1e-8), -0.5); // [B, out]
+    return mul(y, reshape(demod, [b, m.outChannels, 1, 1]));
+  }
+
+  /** StyledConv: modulated conv, + noise·strength, + bias, leaky ReLU(0.2) · sqrt 2, clamp. */
+  private styledConv(i: number, x: Value, s: Value, noise: NoiseSpec): Value {
+    const L: StyledConvWeights = this.weights.convs[i];
+    const key = `convs/${i}`;
+    let y = this.modConv(key, x, s, L.conv);
+    const r = L.resolution;
+    if (noise === 'const') {
+      const ns = this.c(`${key}/noise_scaled`, [1, 1, r, r], () => scale(L.noiseConst, L.noiseStrength));
+      y = add(y, ns);
+    } else if (noise !== 'zero') {
+      const n = noise[i];
+      if (n.rank !== 4 || n.shape[1] !== 1 || n.shape[2] !== r || n.shape[3] !== r)
+        throw new RangeError(`noise ${i} must be [B or 1, 1, ${r}, ${r}], got [${n.shape}]`);
+      y = add(y, mul(n, L.noiseStrength));
+    }
+    const bias = this.c(`${key}/bias`, [1, L.conv.outChannels, 1, 1], () => L.bias);
+    y = mul(leakyRelu(add(y, bias), 0.2), SQRT2);
+    return L.clamp === null ? y : clamp(y, L.clamp);
+  }
+
+  /** ToRGB: 1x1 modulated conv without demodulation, + bias, clamp, + the upsampled skip. */
+  private toRGB(j: number, x: Value, s: Value, skip: Value | null): Value {
+    const T: ToRGBWeights = this.weights.toRGBs[j];
+    const key = `to_rgbs/${j}`;
+    let y = this.modConv(key, x, s, T.conv);
+    y = add(
+      y,
+      this.c(`${key}/bias`, [1, 3, 1, 1], () => T.bias),
+    );
+    if (T.clamp !== null) y = clamp(y, T.clamp);
+    return skip ? add(y, this.upsample2x(skip)) : y;
+  }
+
+  /** upfirdn2d(x, 4·blur, pad=(p0, p1)): a depthwise 4x4 conv with the (flipped) kernel, gain 4. */
+  private blur(x: Value, p0: number, p1: number): Value {
+    const c = x.shape[1];
+    const k = this.c(`blur/depthwise_${c}`, [c, 1, 4, 4], () =>
+      tile(flip4(scale(this.weights.blurKernel, 4)), c),
+    );
+    return conv2d(x, k, { pads: [p0, p0, p1, p1], groups: c });
+  }
+
+  /**
+   * upfirdn2d(x, 4·blur, up=2, pad=(2, 1)) as a depthwise transposed conv: stride 2, pads 1, so
+   * [B, C, H, W] → [B, C, 2H, 2W].
+   */
+  private upsample2x(x: Value): Value {
+    const c = x.shape[1];
+    const k = this.c(`blur/upsample_${c}`, [c, 1, 4, 4], () => tile(scale(this.weights.blurKernel, 4), c));
+    return convTranspose2d(x, k, { stride: 2, pads: 1, groups: c });
+  }
+}
+
+/** x · rsqrt(mean(x², dim 1) + 1e-8) over the feature axis of [B, D]. */
+export function pixelNorm(x: Value): Value {
+  return mul(x, powConst(add(mean(mul(x, x), 1, true), 1e-8), -0.5));
+}
+
+/** Truncation towards `avg` [1, D]: avg + psi (w - avg) for w [B, D], or for W+ rows [0, cutoff). */
+export function truncate(w: Value, avg: Value, psi: number, cutoff?: number): Value {
+  if (psi === 1) return w;
+  const t = add(avg, mul(sub(w, avg), psi));
+  if (w.rank === 2 || cutoff === undefined || cutoff >= w.shape[1]) return t;
+  return concat([sliceAxis(t, 1, 0, cutoff), sliceAxis(w, 1, cutoff, w.shape[1])], 1); // [B, L, D]
+}
+
+/** clamp(x, -c, c) from max, so its gradient is the engine's max rule. */
+export function clamp(x: Value, c: number): Value {
+  return neg(max(neg(max(x, -c)), -c));
+}
+
+function scale(a: Float32Array, s: number): Float32Array {
+  return a.map((v) => Math.fround(v * s));
+}
+
+function tile(k: Float32Array, n: number): Float32Array {
+  const out = new Float32Array(k.length * n);
+  for (let i = 0; i < n; i++) out.set(k, i * k.length);
+  return out;
+}
+
+function flip4(k: Float32Array): Float32Array {
+  const out = new Float32Array(16);
+  for (let i = 0; i < 16; i++) out[i] = k[15 - i];
+  return out;
+}
+
+/** [out, in, k, k] → [in, out, k, k] for ConvTranspose. */
+function transposeOI(m: ModConvWeights): Float32Array {
+  const kk = m.kernel * m.kernel;
+  const out = new Float32Array(m.weight.length);
+  for (let o = 0; o < m.outChannels; o++)
+    for (let i = 0; i < m.inChannels; i++)
+      out.set(
+        m.weight.subarray((o * m.inChannels + i) * kk, (o * m.inChannels + i + 1) * kk),
+        (i * m.outChannels + o) * kk,
+      );
+  return out;
+}
+
+/** [out, in] → [in, out]. */
+function transpose2(a: Float32Array, m: ModConvWeights): Float32Array {
+  const out = new Float32Array(a.length);
+  for (let o = 0; o < m.outChannels; o++)
+    for (let i = 0; i < m.inChannels; i++) out[i * m.outChannels + o] = a[o * m.inChannels + i];
+  return out;
+}
