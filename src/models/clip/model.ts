@@ -267,17 +267,30 @@ export class ClipModel {
    */
   encodeText(tokens: Value, eot: Value): Value {
     const c = this.config;
-    const g = tokens.graph;
-    const [t, l] = tokens.shape;
+    const l = tokens.shape[1];
     if (tokens.rank !== 2 || l > c.contextLength || l < 1)
       throw new ShapeError(
         `CLIP encode_text needs tokens [T, L ≤ ${c.contextLength}], got [${tokens.shape}]`,
       );
+    const x = gather(this.weight(tokens.graph, 'token_embedding.weight'), tokens, 0); // [T, L, W]
+    return this.encodeTextEmbeddings(x, eot);
+  }
+
+  /**
+   * encode_text from token embeddings [T, L, W] (rows of token_embedding.weight, looked up on the host
+   * by `ClipEncoder` so the 49408-row table stays out of the graph); positions are added here.
+   */
+  encodeTextEmbeddings(tokenEmbeddings: Value, eot: Value): Value {
+    const c = this.config;
+    const g = tokenEmbeddings.graph;
+    const [t, l, width] = tokenEmbeddings.shape;
+    if (tokenEmbeddings.rank !== 3 || l > c.contextLength || width !== c.textWidth)
+      throw new ShapeError(
+        `CLIP text embeddings must be [T, L ≤ ${c.contextLength}, ${c.textWidth}], got [${tokenEmbeddings.shape}]`,
+      );
     if (eot.rank !== 1 || eot.shape[0] !== t) throw new ShapeError(`eot indices must be [${t}]`);
-    const width = c.textWidth;
-    let x = gather(this.weight(g, 'token_embedding.weight'), tokens, 0); // [T, L, W]
     const pos = slice(this.weight(g, 'positional_embedding'), [0, 0], [l, width]); // [L, W]
-    x = add(x, pos);
+    let x = add(tokenEmbeddings, pos);
     const mask = new Float32Array(l * l);
     for (let i = 0; i < l; i++) for (let j = i + 1; j < l; j++) mask[i * l + j] = Number.NEGATIVE_INFINITY;
     const maskV = g.const(mask, [l, l], `clip.causal_mask_${l}`);
