@@ -3,8 +3,10 @@
  * transposes, so the backward pass runs on the same fast kernels as the forward.
  */
 import { ShapeError, type Value } from '../graph/graph.js';
+import { matmul, mT } from './matmul.js';
 import { A, apply, type Op } from './op.js';
-import { reshape, slice, transpose } from './shape.js';
+import { sum } from './reduce.js';
+import { concat, pad, reshape, slice, transpose } from './shape.js';
 
 export interface ConvOptions {
   stride?: number | [number, number];
@@ -128,9 +130,10 @@ function convInputGrad(g: Value, w: Value, xShape: readonly number[], a: ConvAtt
 }
 
 /**
- * dW[o, c, i, j] = sum_n,p x[n, c, p*s + i*d - pad] gy[n, o, p]: itself a grouped conv in which the
- * per-group channels play the batch, the batch plays the channels, and stride and dilation swap roles.
- * Pads may be negative (convT's output padding), which crops.
+ * dW[o, c, i, j] = sum_n,p x[n, c, p*s + i*d - pad] gy[n, o, p]. Pads may be negative (convT's output
+ * padding), which crops. Two formulations of the same sum: unfold x into k*k shifted strided views and
+ * take one large matmul (fast, but k*k copies of x), or a grouped conv in which the per-group channels
+ * play the batch, the batch plays the channels, and stride and dilation swap roles (no extra memory).
  */
 function convWeightGrad(
   x: Value,
@@ -142,19 +145,76 @@ function convWeightGrad(
   groups: number,
 ): Value {
   const [n, c, h, wd] = x.shape;
+  const crop = pads.map((p) => Math.max(0, -p));
+  const nonneg = pads.map((p) => Math.max(0, p)) as [number, number, number, number];
+  const xc = slice(x, [0, 0, crop[0], crop[1]], [n, c, h - crop[2], wd - crop[3]]);
+  const unfoldBytes = x.size * kernel[0] * kernel[1] * 4;
+  if (unfoldBytes <= UNFOLD_LIMIT_BYTES)
+    return weightGradUnfold(
+      pad(xc, [0, 0, nonneg[0], nonneg[1], 0, 0, nonneg[2], nonneg[3]]),
+      gy,
+      kernel,
+      stride,
+      dilation,
+      groups,
+    );
+  return weightGradByConv(xc, gy, kernel, stride, nonneg, dilation, groups);
+}
+
+/** Above this, the unfolded input would cost more memory than the speed is worth. */
+const UNFOLD_LIMIT_BYTES = 256 * 2 ** 20;
+
+function weightGradUnfold(
+  xp: Value,
+  gy: Value,
+  kernel: readonly number[],
+  stride: readonly number[],
+  dilation: readonly number[],
+  groups: number,
+): Value {
+  const [n, c] = xp.shape;
+  const [, o, ho, wo] = gy.shape;
+  const [kh, kw] = kernel;
+  const cg = c / groups;
+  const views: Value[] = [];
+  for (let i = 0; i < kh; i++)
+    for (let j = 0; j < kw; j++) {
+      const y0 = i * dilation[0];
+      const x0 = j * dilation[1];
+      const v = slice(
+        xp,
+        [0, 0, y0, x0],
+        [n, c, y0 + (ho - 1) * stride[0] + 1, x0 + (wo - 1) * stride[1] + 1],
+        [1, 1, stride[0], stride[1]],
+      ); // [N, C, Ho, Wo]
+      views.push(reshape(v, [n, groups, cg, 1, ho * wo])); // [N, G, Cg, 1, P]
+    }
+  const cols = reshape(concat(views, 3), [n, groups, cg * kh * kw, ho * wo]); // [N, G, Cg*kh*kw, P]
+  const g4 = reshape(gy, [n, groups, o / groups, ho * wo]); // [N, G, O/G, P]
+  const dw = sum(matmul(g4, mT(cols)), 0); // [G, O/G, Cg*kh*kw]
+  return reshape(dw, [o, cg, kh, kw]);
+}
+
+function weightGradByConv(
+  x: Value,
+  gy: Value,
+  kernel: readonly number[],
+  stride: readonly number[],
+  pads: [number, number, number, number],
+  dilation: readonly number[],
+  groups: number,
+): Value {
+  const [n, c, h, wd] = x.shape;
   const o = gy.shape[1];
   const cg = c / groups;
-  const crop = pads.map((p) => Math.max(0, -p));
-  const xc = slice(x, [0, 0, crop[0], crop[1]], [n, c, h - crop[2], wd - crop[3]]);
-  const nonneg = pads.map((p) => Math.max(0, p)) as [number, number, number, number];
-  let xt = reshape(xc, [n, groups, cg, xc.shape[2], xc.shape[3]]);
+  let xt = reshape(x, [n, groups, cg, h, wd]);
   xt = transpose(xt, [2, 1, 0, 3, 4]); // [cg, G, N, H, W]
-  xt = reshape(xt, [cg, groups * n, xc.shape[2], xc.shape[3]]);
+  xt = reshape(xt, [cg, groups * n, h, wd]);
   const gt = transpose(gy, [1, 0, 2, 3]); // [O, N, Ho, Wo]
   const r = conv2d(xt, gt, {
     stride: [dilation[0], dilation[1]],
     dilation: [stride[0], stride[1]],
-    pads: nonneg,
+    pads,
     groups,
   }); // [cg, O, >=kh, >=kw]
   const cut = slice(r, [0, 0, 0, 0], [cg, o, kernel[0], kernel[1]]);
@@ -200,6 +260,41 @@ export function conv2d(x: Value, w: Value, options: ConvOptions = {}): Value {
   return apply(convOp, [x, w], { ...attrsOf(options) });
 }
 
-export function convTranspose2d(x: Value, w: Value, options: ConvTransposeOptions = {}): Value {
+/** conv_transpose2d as ONNX's ConvTranspose (slow in ONNX Runtime's CPU provider for large channel counts). */
+export function convTranspose2dDirect(x: Value, w: Value, options: ConvTransposeOptions = {}): Value {
   return apply(convTransposeOp, [x, w], { ...attrsOf(options) });
+}
+
+/**
+ * torch's conv_transpose2d. With a stride and no dilation it runs as a polyphase conv: each of the
+ * s×s output phases is an ordinary conv of the input with a sub-kernel, and the phases are interleaved.
+ * ONNX Runtime's Conv is several times faster than its ConvTranspose, and the gradients stay convs.
+ */
+export function convTranspose2d(x: Value, w: Value, options: ConvTransposeOptions = {}): Value {
+  const a = attrsOf(options);
+  if ((a.stride[0] === 1 && a.stride[1] === 1) || a.dilation[0] !== 1 || a.dilation[1] !== 1)
+    return convTranspose2dDirect(x, w, options);
+  const [{ shape: expected }] = convTransposeOp.infer([x, w], { ...a }); // the one shape rule, and its checks
+  const [n, c, h, wd] = x.shape;
+  const [, og, kh, kw] = w.shape;
+  const [sh, sw] = a.stride;
+  const G = a.groups;
+  const th = Math.ceil(kh / sh);
+  const tw = Math.ceil(kw / sw);
+  // Tap k = r + s*t feeds phase r from input m - t; flipping t turns the sum into a correlation.
+  let wr = pad(w, [0, 0, 0, 0, 0, 0, th * sh - kh, tw * sw - kw]); // [Cin, Og, Th*sh, Tw*sw]
+  wr = reshape(wr, [G, c / G, og, th, sh, tw, sw]);
+  wr = slice(wr, [0, 0, 0, -1, 0, -1, 0], [G, c / G, og, -th - 1, sh, -tw - 1, sw], [1, 1, 1, -1, 1, -1, 1]);
+  wr = transpose(wr, [0, 2, 4, 6, 1, 3, 5]); // [G, Og, sh, sw, Cin/G, Th, Tw]
+  wr = reshape(wr, [G * og * sh * sw, c / G, th, tw]);
+  const [hout, wout] = [expected[2], expected[3]];
+  const eh = Math.max(0, Math.ceil((a.pads[0] + hout) / sh) - h);
+  const ew = Math.max(0, Math.ceil((a.pads[1] + wout) / sw) - wd);
+  const xp = pad(x, [0, 0, th - 1, tw - 1, 0, 0, eh, ew]);
+  const phases = conv2d(xp, wr, { groups: G }); // [N, Cout*sh*sw, H+eh, W+ew]
+  const [ph, pw] = [h + eh, wd + ew];
+  let y = reshape(phases, [n, G * og, sh, sw, ph, pw]);
+  y = transpose(y, [0, 1, 4, 2, 5, 3]); // [N, Cout, H', sh, W', sw]
+  y = reshape(y, [n, G * og, ph * sh, pw * sw]);
+  return slice(y, [0, 0, a.pads[0], a.pads[1]], [n, G * og, a.pads[0] + hout, a.pads[1] + wout]);
 }
