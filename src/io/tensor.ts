@@ -193,7 +193,9 @@ export function stateDict(
   out: Map<string, Tensor> = new Map(),
 ): Map<string, Tensor> {
   const onPath = new Set<object>();
+  let visits = 0;
   const visit = (v: unknown, key: string, depth: number): void => {
+    if (++visits > 5_000_000) throw new RangeError('stateDict: more than 5M objects (shared references?)');
     if (depth > 256) throw new RangeError(`stateDict: nesting deeper than 256 at "${key}"`);
     if (out.size > 10_000_000) throw new RangeError('stateDict: more than 10M tensors');
     if (isTensor(v)) {

@@ -346,8 +346,11 @@ class Loader {
   flatten(root: unknown, prefix = ''): Map<string, Tensor> {
     const out = new Map<string, Tensor>();
     const onPath = new Set<object>();
+    let visits = 0;
     const visit = (v: unknown, key: string, depth: number): void => {
       if (typeof v !== 'object' || v === null) return;
+      // Shared sub-objects are walked once per path; a budget stops a doubling DAG from exploding.
+      if (++visits > 1_000_000) this.fail('at most 1M objects to walk', 'more (shared references?)');
       if (depth > 500) this.fail('objects nested at most 500 deep', 'deeper nesting');
       if (out.size > 1_000_000) this.fail('at most a million tensors', 'more');
       if (v instanceof LazyTensor) return void out.set(key, this.materialize(v));
@@ -777,8 +780,10 @@ function loadScript(zip: ZipReader, ld: Loader, root: string, policy: GlobalPoli
   const hasCode = [...zip.entries.keys()].some((n) => n.startsWith(`${root}code/`));
   const tensors = new Map<string, Tensor>();
   const onPath = new Set<PyObject>();
+  let visits = 0;
   const visit = (obj: PyObject, prefix: string, depth: number): void => {
     if (depth > 200) ld.fail('a module tree at most 200 deep', 'deeper');
+    if (++visits > 1_000_000) ld.fail('at most 1M modules', 'more (shared submodules?)');
     if (onPath.has(obj)) return;
     onPath.add(obj);
     const attrs = obj.state instanceof Map ? obj.state : new Map();

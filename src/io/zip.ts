@@ -16,6 +16,8 @@ export interface ZipEntry {
   compressedSize: number;
   size: number;
   localHeaderOffset: number;
+  /** Where this entry's central-directory record starts. */
+  centralOffset: number;
 }
 
 export interface ZipLimits {
@@ -153,7 +155,15 @@ export class ZipReader {
         this.fail(`entry ${name} inside the file`, `${compressedSize} bytes at ${localHeaderOffset}`);
       if (method === 0 && compressedSize !== usize)
         this.fail(`stored entry ${name} of ${usize} bytes`, `${compressedSize} stored bytes`);
-      this.entries.set(name, { name, method, crc32: crc, compressedSize, size: usize, localHeaderOffset });
+      this.entries.set(name, {
+        name,
+        method,
+        crc32: crc,
+        compressedSize,
+        size: usize,
+        localHeaderOffset,
+        centralOffset: cdOffset + p,
+      });
       p = end;
     }
   }
@@ -168,7 +178,8 @@ export class ZipReader {
     return e;
   }
 
-  private dataOffset(e: ZipEntry): number {
+  /** Where an entry's (possibly compressed) bytes start in the file. */
+  dataOffset(e: ZipEntry): number {
     const h = this.source.read(e.localHeaderOffset, 30);
     if (u32(h, 0) !== 0x04034b50) this.fail(`a local header for ${e.name}`, 'a bad signature');
     const off = e.localHeaderOffset + 30 + u16(h, 26) + u16(h, 28);

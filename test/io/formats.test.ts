@@ -1,0 +1,136 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { zipSync } from 'fflate';
+import { CheckpointError } from '../../src/io/errors.js';
+import { loadTensors } from '../../src/io/index.js';
+import { loadSafetensors, parseSafetensors, saveSafetensors } from '../../src/io/safetensors.js';
+import { FileSource } from '../../src/io/source.js';
+import { float32ToHalf, type Tensor } from '../../src/io/tensor.js';
+import { loadTensor, loadTorch, loadTorchBytes } from '../../src/io/torch.js';
+import { saveTorch } from '../../src/io/torch-write.js';
+import { ZipReader } from '../../src/io/zip.js';
+import { writeMiniScript } from './helpers.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'io-formats-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+const f32 = (shape: number[], f: (i: number) => number): Tensor => ({
+  dtype: 'float32',
+  shape,
+  data: Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, (_, i) => f(i)),
+});
+
+test('TorchScript: parameters, then buffers, then submodules; other tensor attributes are left out', () => {
+  const file = join(dir, 'mini.pt');
+  writeMiniScript(file);
+  const ck = loadTorch(file, { widen: false });
+  assert.equal(ck.format, 'torchscript');
+  assert.deepEqual([...ck.tensors.keys()], ['proj', 'block.weight', 'block.bias', 'block.running_mean']);
+  assert.equal(ck.tensors.get('block.weight')!.dtype, 'float16');
+  const widened = loadTorch(file);
+  assert.deepEqual(
+    Array.from(widened.tensors.get('block.weight')!.data as Float32Array),
+    [0, 0.25, 0.5, 0.75, 1, 1.25],
+  );
+  const value = widened.value as Record<string, Record<string, unknown>>;
+  assert.equal(value.block.__class__, '__torch__.m.___torch_mangle_1.Block');
+  assert.deepEqual((value.block.attn_mask as Tensor).shape, [2, 2]);
+  assert.deepEqual((value as Record<string, unknown>).__constants__, [1, 2.5, 'x']);
+});
+
+test('saveTorch writes what torch.save writes: 64-byte aligned stored records that load back', () => {
+  const file = join(dir, 'mapper.pt');
+  const sd = new Map<string, Tensor>([
+    ['mapper.w', f32([4, 3], (i) => i - 5.5)],
+    ['mapper.steps', { dtype: 'int64', shape: [], data: BigInt64Array.from([7n]) }],
+    [
+      'mapper.h',
+      { dtype: 'float16', shape: [2], data: Uint16Array.from([float32ToHalf(1.5), float32ToHalf(-2)]) },
+    ],
+  ]);
+  saveTorch(file, { state_dict: sd, opts: { description: 'purple hair', lr: 0.5, big: 2 ** 40, neg: -3 } });
+  const zip = new ZipReader(new FileSource(file));
+  for (const e of zip.entries.values()) assert.equal(zip.dataOffset(e) % 64, 0, e.name);
+  const ck = loadTorch(file, { widen: false });
+  assert.deepEqual(
+    [...ck.tensors.keys()],
+    ['state_dict.mapper.w', 'state_dict.mapper.steps', 'state_dict.mapper.h'],
+  );
+  assert.deepEqual(ck.tensors.get('state_dict.mapper.w'), sd.get('mapper.w'));
+  assert.deepEqual(ck.tensors.get('state_dict.mapper.steps'), sd.get('mapper.steps'));
+  assert.deepEqual((ck.value as { opts: unknown }).opts, {
+    description: 'purple hair',
+    lr: 0.5,
+    big: 2 ** 40,
+    neg: -3,
+  });
+});
+
+test('a file holding one bare tensor (e4e latents.pt)', () => {
+  const file = join(dir, 'latents.pt');
+  const t = f32([2, 18, 512], (i) => Math.sin(i));
+  saveTorch(file, t);
+  assert.deepEqual(loadTensor(file), t);
+  assert.throws(() => loadTensor('test/fixtures/stylegan2/generator.pt'), CheckpointError);
+});
+
+test('a deflated (re-zipped) torch archive loads; a declared zip bomb is refused before inflating', () => {
+  const src = readFileSync('test/fixtures/arcface/irse_zip.pth');
+  const zip = new ZipReader(new FileSource('test/fixtures/arcface/irse_zip.pth'));
+  const files: Record<string, Uint8Array> = {};
+  for (const name of zip.entries.keys()) files[name] = zip.read(name);
+  const deflated = zipSync(files, { level: 6 });
+  const a = loadTorchBytes(deflated, 'deflated.pth');
+  const b = loadTorchBytes(src, 'stored.pth');
+  assert.deepEqual([...a.tensors.keys()], [...b.tensors.keys()]);
+  for (const [k, t] of b.tensors) assert.deepEqual(a.tensors.get(k), t);
+  // Claim 3 GB for data.pkl in both headers: refused by the ratio check, nothing allocated.
+  const bomb = deflated.slice();
+  const z = new ZipReader({
+    name: 'bomb',
+    size: bomb.length,
+    readInto: (o, t) => t.set(bomb.subarray(o, o + t.length)),
+    read: (o, l) => bomb.subarray(o, o + l),
+    close() {},
+  });
+  const e = z.entry('irse_zip/data.pkl');
+  new DataView(bomb.buffer).setUint32(e.centralOffset + 24, 3e9, true);
+  assert.throws(
+    () => loadTorchBytes(bomb, 'bomb.pth'),
+    (err: Error) => err instanceof CheckpointError && /limits/.test(err.message),
+  );
+});
+
+test('safetensors: round trip, fp16 widening, and the HF layout', () => {
+  const file = join(dir, 'm.safetensors');
+  const tensors = new Map<string, Tensor>([
+    ['vision_model.embeddings.class_embedding', f32([8], (i) => i / 3)],
+    ['logit_scale', f32([], () => 4.6052)],
+    [
+      'text_model.embeddings.position_ids',
+      { dtype: 'int64', shape: [1, 3], data: BigInt64Array.from([0n, 1n, 2n]) },
+    ],
+    ['h', { dtype: 'float16', shape: [2], data: Uint16Array.from([float32ToHalf(0.5), float32ToHalf(3)]) }],
+  ]);
+  saveSafetensors(file, tensors, { format: 'pt' });
+  const raw = readFileSync(file);
+  const headerLen = Number(raw.readBigUInt64LE(0));
+  assert.equal((8 + headerLen) % 8, 0);
+  const back = loadSafetensors(file, { widen: false });
+  assert.deepEqual(back.metadata, { format: 'pt' });
+  assert.deepEqual([...back.tensors.keys()], [...tensors.keys()]);
+  for (const [k, t] of tensors) assert.deepEqual(back.tensors.get(k), t, k);
+  assert.deepEqual(Array.from(loadSafetensors(file).tensors.get('h')!.data as Float32Array), [0.5, 3]);
+  assert.deepEqual([...loadTensors(file).keys()], [...tensors.keys()]);
+  // Offsets that overrun, a huge header length and bad JSON are all CheckpointErrors.
+  const bad = raw.slice();
+  bad.writeBigUInt64LE(10n ** 12n, 0);
+  assert.throws(() => parseSafetensors(bad), CheckpointError);
+  assert.throws(() => parseSafetensors(raw.subarray(0, raw.length - 1)), CheckpointError);
+  const json = raw.slice();
+  json[9] = 0x7b;
+  assert.throws(() => parseSafetensors(json), CheckpointError);
+});
