@@ -1,0 +1,95 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { before, describe, test } from 'node:test';
+import { grad } from '../../src/autodiff/grad.js';
+import { ClipLossFunction, clipResample, IdLossFunction, idFeatures, idLoss } from '../../src/edit/losses.js';
+import { Graph } from '../../src/graph/graph.js';
+import { parseNpy } from '../../src/io/npy.js';
+import { loadArcFace } from '../../src/models/arcface/load.js';
+import { ClipEncoder } from '../../src/models/clip/encoder.js';
+import { loadClip } from '../../src/models/clip/load.js';
+import { mul } from '../../src/ops/elementwise.js';
+import { avgPool2d, upsampleNearest } from '../../src/ops/pool.js';
+import { sum } from '../../src/ops/reduce.js';
+import { compile, type HostTensor } from '../../src/runtime/session.js';
+import { assertClose } from '../helpers.js';
+
+const fx = (p: string) => new URL(`../fixtures/${p}`, import.meta.url);
+const f32 = (p: string) => parseNpy(new Uint8Array(readFileSync(fx(p)))).data as Float32Array;
+const SHAPE = [2, 3, 64, 64];
+
+describe('StyleCLIP CLIP loss', () => {
+  let res: { loss: Float32Array; grad: Float32Array };
+  before(async () => {
+    const clip = loadClip(fx('clip/clip.pt').pathname);
+    const text = await new ClipEncoder(clip).encodeTexts(['a person with purple hair']);
+    const fn = await ClipLossFunction.create(clip, text, SHAPE);
+    res = await fn.run(f32('stylegan2/img_from_w.npy'));
+  });
+
+  test('CLIPLoss(img_from_w, "a person with purple hair") = 1 − logits/100', () => {
+    assertClose(res.loss, f32('clip/styleclip_clip_loss.npy'), { what: 'clip loss' });
+  });
+
+  test('gradient with respect to the image', () => {
+    assertClose(res.grad, f32('clip/grad_styleclip_clip_loss.npy'), { rtol: 1e-3, atol: 0, what: 'grad' });
+  });
+
+  test('the separable resample equals ×7 nearest upsample then AvgPool2d(size/32), values and gradients', async () => {
+    const g = new Graph();
+    const x = g.input('x', [1, 2, 96, 96]);
+    const a = clipResample(x);
+    const b = avgPool2d(upsampleNearest(x, 7), 3);
+    assert.deepEqual(a.shape, [1, 2, 224, 224]);
+    assert.deepEqual(b.shape, a.shape);
+    const r2 = g.input('r2', [1, 2, 224, 224]);
+    const [ga] = grad(sum(mul(a, r2)), [x]);
+    const [gb] = grad(sum(mul(b, r2)), [x]);
+    const ex = await compile({ a, b, ga, gb }, {});
+    const rnd = (n: number, s: number) =>
+      Float32Array.from({ length: n }, (_, i) => Math.sin(i * s) + 0.1 * Math.cos(i));
+    const o: Record<string, HostTensor> = await ex.run({
+      x: { shape: [1, 2, 96, 96], data: rnd(2 * 96 * 96, 0.37) },
+      r2: { shape: [1, 2, 224, 224], data: rnd(2 * 224 * 224, 0.11) },
+    });
+    assertClose(o.a.data as Float32Array, o.b.data as Float32Array, {
+      rtol: 1e-6,
+      atol: 1e-6,
+      what: 'resample',
+    });
+    assertClose(o.ga.data as Float32Array, o.gb.data as Float32Array, {
+      rtol: 1e-5,
+      atol: 0,
+      what: 'resample grad',
+    });
+  });
+});
+
+describe('StyleCLIP ID loss (IR-SE backbone)', () => {
+  for (const file of ['irse.pth', 'irse_zip.pth'])
+    test(`${file}: IDLoss(img_from_w, img_trunc) and its gradient`, async () => {
+      const arc = loadArcFace(fx(`arcface/${file}`).pathname, { stageUnits: [1, 1, 2, 1] });
+      const fn = await IdLossFunction.create(arc, SHAPE);
+      const { loss, grad: gr } = await fn.run(
+        f32('stylegan2/img_from_w.npy'),
+        f32('stylegan2/img_trunc.npy'),
+      );
+      assertClose(loss, f32('arcface/id_loss.npy'), { what: 'id loss' });
+      assertClose(gr, f32('arcface/grad_id_loss.npy'), { rtol: 1e-3, atol: 0, what: 'id grad' });
+    });
+
+  test('extract_feats(img_trunc) and the detached target', async () => {
+    const arc = loadArcFace(fx('arcface/irse.pth').pathname, { stageUnits: [1, 1, 2, 1] });
+    const g = new Graph();
+    const y = g.input('y', SHAPE);
+    const feats = idFeatures(arc, y);
+    // y's features are detached: the loss has no gradient with respect to the target image.
+    const yHat = g.input('y_hat', SHAPE);
+    const [gy] = grad(idLoss(arc, yHat, y), [y]);
+    const ex = await compile({ feats, gy });
+    const img = f32('stylegan2/img_trunc.npy');
+    const o = await ex.run({ y: { shape: SHAPE, data: img }, y_hat: { shape: SHAPE, data: img } });
+    assertClose(o.feats.data as Float32Array, f32('arcface/feats_img_trunc.npy'), { what: 'feats' });
+    assert.ok((o.gy.data as Float32Array).every((v) => v === 0));
+  });
+});
