@@ -1,12 +1,30 @@
-import { Command } from 'commander';
+/** The `styleclip` command: each subcommand lives in its own file and registers here. */
+import { Command, CommanderError } from 'commander';
+import { reportError } from './common.js';
+import { tokenizeCommand } from './tokenize.js';
 
 export function buildProgram(): Command {
   const program = new Command();
   program
     .name('styleclip')
     .description('Text-driven editing of StyleGAN2 images (StyleCLIP) on ONNX Runtime')
-    .version('0.1.0');
+    .version('0.1.0')
+    .showHelpAfterError('(run with --help for usage)');
+  program.addCommand(tokenizeCommand());
   return program;
 }
 
-await buildProgram().parseAsync(process.argv);
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  program.exitOverride();
+  for (const c of program.commands) c.exitOverride();
+  try {
+    await program.parseAsync(argv);
+    return 0;
+  } catch (e) {
+    if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : e.exitCode || 2;
+    return reportError(e);
+  }
+}
+
+process.exitCode = await main(process.argv);
