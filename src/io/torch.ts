@@ -627,13 +627,13 @@ function makeResolver(
     let g: PyGlobal | undefined;
     const make = Object.hasOwn(table, q) ? table[q] : undefined;
     if (make) g = make();
-    else if (policy.torchscript && module.startsWith('__torch__') && /^[\w.]+$/.test(q))
+    else if (policy.torchscript && /^__torch__(\.\w+)+$/.test(q))
       g = cls(q, () => {
         const o = new PyObject(q);
         o.state = new Map();
         return o;
       });
-    else if (module.startsWith('torch.nn.modules.') && /^[A-Z]\w*$/.test(name) && /^[\w.]+$/.test(module))
+    else if (/^torch\.nn\.modules(\.\w+)+$/.test(module) && /^[A-Z]\w*$/.test(name))
       g = cls(
         q,
         () => new PyObject(q),
