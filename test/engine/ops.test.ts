@@ -316,6 +316,15 @@ describe('conv_transpose2d', () => {
     test(`vjp (input and weight) ${label}`, async () => {
       await checkVjp((x, w) => o.convTranspose2d(x, w, c), [c.x, c.w], F32);
     });
+    if (c.dilation === undefined)
+      test(`polyphase formulation ${label}`, async () => {
+        await checkForward(
+          (x, w) => o.convTranspose2dPolyphase(x, w, c),
+          [c.x, c.w],
+          (x, w) => convTRef(x, w, c),
+        );
+        await checkVjp((x, w) => o.convTranspose2dPolyphase(x, w, c), [c.x, c.w], F32);
+      });
   }
 });
 
