@@ -1,0 +1,110 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { describe, test } from 'node:test';
+import { LatentOptimizer, promptFeatures, runOptimization, stylesOf } from '../../src/edit/optimize.js';
+import { lrSchedule } from '../../src/edit/schedule.js';
+import { parseNpy } from '../../src/io/npy.js';
+import { loadArcFace } from '../../src/models/arcface/load.js';
+import { loadClip } from '../../src/models/clip/load.js';
+import { loadGenerator } from '../../src/models/stylegan2/load.js';
+import { assertClose } from '../helpers.js';
+
+const fx = (p: string) => new URL(`../fixtures/${p}`, import.meta.url).pathname;
+const f32 = (p: string) => parseNpy(new Uint8Array(readFileSync(fx(p)))).data as Float32Array;
+
+const generator = loadGenerator(fx('stylegan2/generator.pt'));
+const clip = loadClip(fx('clip/clip.pt'));
+const arcface = loadArcFace(fx('arcface/irse.pth'), { stageUnits: [1, 1, 2, 1] });
+const PROMPT = 'a person with purple hair';
+const L = generator.config.nLatent;
+const D = generator.config.styleDim;
+
+describe('latent optimization (run_optimization.py)', () => {
+  test('parity: 5 steps from wplus_trunc[0], l2 0.008, id 0.005 — losses and final latent', async () => {
+    const opt = await LatentOptimizer.create(
+      { generator, clip, arcface },
+      { steps: 5, lr: 0.1, l2Lambda: 0.008, idLambda: 0.005 },
+    );
+    const init = f32('stylegan2/wplus_trunc.npy').slice(0, L * D);
+    const run = await opt.start(init, await promptFeatures(clip, PROMPT));
+    const res = await runOptimization(run);
+    assert.equal(res.steps, 5);
+    assert.deepEqual(
+      res.history.map((h) => h.lr),
+      lrSchedule(5, 0.1),
+    );
+    assert.equal(res.history[0].lr, 0, 'step 0 has lr 0 (t = 0 in the warm-up)');
+    const losses = Float32Array.from(res.history.map((h) => h.loss));
+    assertClose(losses, f32('optimization/losses.npy'), { rtol: 1e-3, atol: 0, what: 'losses' });
+    assertClose(res.latent.data, f32('optimization/latent_final.npy'), {
+      rtol: 1e-3,
+      atol: 0,
+      what: 'latent',
+    });
+    // The parts add up to the total with the λs, and the step-0 ID loss is against the same image.
+    for (const h of res.history) assert.ok(Math.abs(h.clip + 0.008 * h.l2 + 0.005 * h.id - h.loss) < 1e-5);
+    assert.equal(res.history[0].l2, 0);
+    assert.ok(Math.abs(res.history[0].id) < 1e-5, `id at step 0 is ~0, got ${res.history[0].id}`);
+    // The initial image is G(wplus_trunc[0]) with the fixed noise, i.e. img_trunc[0].
+    assertClose(res.initialImage!, f32('stylegan2/img_trunc.npy').slice(0, 3 * 64 * 64), { what: 'image' });
+    assert.ok(res.final);
+    assert.equal(res.final.image.length, 3 * 64 * 64);
+    await opt.release();
+  });
+
+  test('intermediate images: step i % k == 0 gets the image after that step (last one from the final render)', async () => {
+    const opt = await LatentOptimizer.create({ generator, clip }, { steps: 5, l2Lambda: 0.008 });
+    const init = f32('stylegan2/wplus_trunc.npy').slice(0, L * D);
+    const text = await promptFeatures(clip, PROMPT);
+    const seen: number[] = [];
+    const images: Float32Array[] = [];
+    const res = await runOptimization(await opt.start(init, text), {
+      every: 2,
+      onIntermediate: (i, img) => {
+        seen.push(i);
+        images.push(img);
+      },
+    });
+    assert.deepEqual(seen, [0, 2, 4]);
+    assert.deepEqual(images[2], res.final!.image);
+    // Stopping after 2 steps keeps the latent reached so far and renders nothing more.
+    let n = 0;
+    const stopped = await runOptimization(await opt.start(init, text), {
+      onStep: () => {
+        n++;
+      },
+      shouldStop: () => n >= 2,
+    });
+    assert.equal(stopped.steps, 2);
+    assert.ok(stopped.stopped);
+    assert.equal(stopped.final, null);
+    assert.notDeepEqual(stopped.latent.data, init);
+    assert.notDeepEqual(stopped.latent.data, res.latent.data);
+    await opt.release();
+  });
+
+  test('free mode: CLIP term only; StyleSpace: only non-toRGB codes move', async () => {
+    const init = f32('stylegan2/wplus_trunc.npy').slice(0, L * D);
+    const text = await promptFeatures(clip, PROMPT);
+    const free = await LatentOptimizer.create({ generator, clip }, { steps: 3, mode: 'free' });
+    const rf = await runOptimization(await free.start(init, text));
+    for (const h of rf.history) {
+      assert.equal(h.l2, 0);
+      assert.equal(h.loss, h.clip);
+    }
+    await free.release();
+
+    const s = await LatentOptimizer.create({ generator, clip }, { steps: 3, space: 's', lr: 0.5 });
+    const rs = await runOptimization(await s.start(init, text));
+    const before = await stylesOf(generator, init);
+    const after = rs.run.styles!;
+    generator.config.styleIsToRGB.forEach((toRGB, i) => {
+      const moved = after[i].some((v, k) => v !== before[i][k]);
+      assert.equal(moved, !toRGB, `style ${i} (toRGB ${toRGB}) moved: ${moved}`);
+    });
+    const total = generator.config.styleDims.reduce((a, b) => a + b, 0);
+    assert.deepEqual(rs.latent.shape, [1, total]);
+    assert.ok(rs.history[2].l2 > 0);
+    await s.release();
+  });
+});
