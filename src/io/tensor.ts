@@ -107,14 +107,28 @@ export function halfToFloatTable(): Float32Array {
   return t;
 }
 
-/** Widens float16 bits into `out` (which may share memory with `src` if `out` starts at or before it). */
+/**
+ * Widens float16 bits into `out`. `out` may share memory with `src` when `src` lies at or after
+ * out's byte offset plus 2·length (the loaders read halves into the upper half of the float buffer).
+ * The table holds float32 bit patterns and is copied as integers: no float conversions, NaNs kept exact.
+ */
 export function halfToFloat32(
   src: Uint16Array,
   out: Float32Array = new Float32Array(src.length),
 ): Float32Array {
-  const t = halfToFloatTable();
+  const t = new Uint32Array(halfToFloatTable().buffer);
+  const o = new Uint32Array(out.buffer, out.byteOffset, src.length);
   const n = src.length;
-  for (let i = 0; i < n; i++) out[i] = t[src[i]];
+  if (n % 2 === 0 && src.byteOffset % 4 === 0) {
+    // Two halves per 32-bit read halves the loads; forward order keeps the in-place case safe.
+    const w = new Uint32Array(src.buffer, src.byteOffset, n >>> 1);
+    const m = w.length;
+    for (let i = 0, j = 0; i < m; i++, j += 2) {
+      const x = w[i];
+      o[j] = t[x & 0xffff];
+      o[j + 1] = t[x >>> 16];
+    }
+  } else for (let i = 0; i < n; i++) o[i] = t[src[i]];
   return out;
 }
 
