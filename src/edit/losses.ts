@@ -131,9 +131,18 @@ export class ClipLossFunction {
   }
 }
 
-/** ID loss against fixed target images and its gradient with respect to y_hat, compiled once. */
+/**
+ * ID loss and its gradient with respect to y_hat, compiled once per image shape. `run(yHat, y)` is the
+ * reference's IDLoss(y_hat, y) with both images through the backbone; when y stays fixed (the original
+ * image during latent optimization), `setTarget(y)` once and `runToTarget(yHat)` skip its forward pass.
+ */
 export class IdLossFunction {
+  private target?: Float32Array;
+  private toTarget?: Promise<Executable>;
+  private features?: Promise<Executable>;
+
   private constructor(
+    private readonly arcface: ArcFaceModel,
     private readonly exe: Executable,
     readonly imageShape: readonly number[],
   ) {}
@@ -144,12 +153,45 @@ export class IdLossFunction {
     const y = g.input('y', imageShape);
     const loss = idLoss(arcface, yHat, y);
     const [gi] = grad(loss, [yHat]);
-    return new IdLossFunction(await compile({ loss, grad: gi }), imageShape);
+    return new IdLossFunction(arcface, await compile({ loss, grad: gi }), imageShape);
   }
 
   async run(yHat: Float32Array, y: Float32Array): Promise<LossAndGrad> {
     const shape = [...this.imageShape];
     const out = await this.exe.run({ y_hat: { shape, data: yHat }, y: { shape, data: y } });
+    return { loss: f32(out.loss), grad: f32(out.grad) };
+  }
+
+  /** extract_feats(y) [B, D], e.g. to keep as the fixed target. */
+  async extractFeatures(y: Float32Array): Promise<Float32Array> {
+    this.features ??= (() => {
+      const g = new Graph();
+      return compile({ feats: idFeatures(this.arcface, g.input('y', this.imageShape)) });
+    })();
+    const out = await (await this.features).run({ y: { shape: [...this.imageShape], data: y } });
+    return f32(out.feats);
+  }
+
+  async setTarget(y: Float32Array): Promise<void> {
+    this.target = await this.extractFeatures(y);
+  }
+
+  /** IDLoss(y_hat, y) for the y given to `setTarget`, with its features reused. */
+  async runToTarget(yHat: Float32Array): Promise<LossAndGrad> {
+    if (!this.target) throw new Error('IdLossFunction.runToTarget: call setTarget(y) first');
+    const b = this.imageShape[0];
+    const d = this.arcface.config.embedDim;
+    this.toTarget ??= (() => {
+      const g = new Graph();
+      const yHatV = g.input('y_hat', this.imageShape);
+      const loss = idLossToFeatures(this.arcface, yHatV, g.input('target', [b, d]));
+      const [gi] = grad(loss, [yHatV]);
+      return compile({ loss, grad: gi });
+    })();
+    const out = await (await this.toTarget).run({
+      y_hat: { shape: [...this.imageShape], data: yHat },
+      target: { shape: [b, d], data: this.target },
+    });
     return { loss: f32(out.loss), grad: f32(out.grad) };
   }
 }

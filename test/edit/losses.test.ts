@@ -76,6 +76,16 @@ describe('StyleCLIP ID loss (IR-SE backbone)', () => {
       );
       assertClose(loss, f32('arcface/id_loss.npy'), { what: 'id loss' });
       assertClose(gr, f32('arcface/grad_id_loss.npy'), { rtol: 1e-3, atol: 0, what: 'id grad' });
+      if (file !== 'irse.pth') return;
+      // The same loss with the target's features computed once.
+      await fn.setTarget(f32('stylegan2/img_trunc.npy'));
+      const cached = await fn.runToTarget(f32('stylegan2/img_from_w.npy'));
+      assertClose(cached.loss, f32('arcface/id_loss.npy'), { what: 'id loss (cached target)' });
+      assertClose(cached.grad, f32('arcface/grad_id_loss.npy'), {
+        rtol: 1e-3,
+        atol: 0,
+        what: 'id grad (cached)',
+      });
     });
 
   test('extract_feats(img_trunc) and the detached target', async () => {

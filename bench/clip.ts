@@ -1,0 +1,211 @@
+/**
+ * CLIP and ArcFace figures on random-weight, full-size ViT-B/32 and IR-SE50 built by the project:
+ * encode_image at 224 (batch 1), StyleCLIP's CLIP loss + gradient at 1024², the 2 × 79 template prompts
+ * of one global-direction edit, and the ID loss + gradient at 1024². Warm medians; first calls (which
+ * include graph building, serialization and session creation) are reported separately.
+ */
+import { ClipLossFunction, IdLossFunction } from '../src/edit/losses.js';
+import type { Tensor } from '../src/io/tensor.js';
+import { ArcFaceModel } from '../src/models/arcface/model.js';
+import { ClipEncoder } from '../src/models/clip/encoder.js';
+import { ClipModel } from '../src/models/clip/model.js';
+import { expandTemplates } from '../src/models/clip/templates.js';
+import { tokenize } from '../src/models/clip/tokenizer.js';
+
+/** Deterministic pseudo-normal values (sum of uniforms), cheap enough for 150M parameters. */
+function randn(n: number, std: number, seed: number): Float32Array {
+  const out = new Float32Array(n);
+  let s = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    let acc = 0;
+    for (let k = 0; k < 3; k++) {
+      s ^= s << 13;
+      s ^= s >>> 17;
+      s ^= s << 5;
+      acc += (s >>> 0) / 4294967296;
+    }
+    out[i] = (acc - 1.5) * 2 * std;
+  }
+  return out;
+}
+
+function fill(shapes: Map<string, number[]>, init: (key: string, n: number, seed: number) => Float32Array) {
+  const sd = new Map<string, Tensor>();
+  let seed = 1;
+  for (const [k, shape] of shapes) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    sd.set(k, { dtype: 'float32', shape, data: init(k, n, seed++ * 7919) });
+  }
+  return sd;
+}
+
+/** OpenAI-layout shapes of ViT-B/32. */
+function vitB32Shapes(): Map<string, number[]> {
+  const m = new Map<string, number[]>();
+  const block = (p: string, w: number) => {
+    m.set(`${p}.attn.in_proj_weight`, [3 * w, w]);
+    m.set(`${p}.attn.in_proj_bias`, [3 * w]);
+    m.set(`${p}.attn.out_proj.weight`, [w, w]);
+    m.set(`${p}.attn.out_proj.bias`, [w]);
+    for (const ln of ['ln_1', 'ln_2']) {
+      m.set(`${p}.${ln}.weight`, [w]);
+      m.set(`${p}.${ln}.bias`, [w]);
+    }
+    m.set(`${p}.mlp.c_fc.weight`, [4 * w, w]);
+    m.set(`${p}.mlp.c_fc.bias`, [4 * w]);
+    m.set(`${p}.mlp.c_proj.weight`, [w, 4 * w]);
+    m.set(`${p}.mlp.c_proj.bias`, [w]);
+  };
+  m.set('visual.conv1.weight', [768, 3, 32, 32]);
+  m.set('visual.class_embedding', [768]);
+  m.set('visual.positional_embedding', [50, 768]);
+  for (const ln of ['ln_pre', 'ln_post']) {
+    m.set(`visual.${ln}.weight`, [768]);
+    m.set(`visual.${ln}.bias`, [768]);
+  }
+  for (let i = 0; i < 12; i++) block(`visual.transformer.resblocks.${i}`, 768);
+  m.set('visual.proj', [768, 512]);
+  m.set('token_embedding.weight', [49408, 512]);
+  m.set('positional_embedding', [77, 512]);
+  for (let i = 0; i < 12; i++) block(`transformer.resblocks.${i}`, 512);
+  m.set('ln_final.weight', [512]);
+  m.set('ln_final.bias', [512]);
+  m.set('text_projection', [512, 512]);
+  m.set('logit_scale', []);
+  return m;
+}
+
+/** State-dict shapes of IR-SE50 (model_ir_se50.pth). */
+function irse50Shapes(): Map<string, number[]> {
+  const m = new Map<string, number[]>();
+  const bn = (p: string, c: number) => {
+    for (const s of ['weight', 'bias', 'running_mean', 'running_var']) m.set(`${p}.${s}`, [c]);
+  };
+  m.set('input_layer.0.weight', [64, 3, 3, 3]);
+  bn('input_layer.1', 64);
+  m.set('input_layer.2.weight', [64]);
+  let i = 0;
+  let cin = 64;
+  [
+    [64, 3],
+    [128, 4],
+    [256, 14],
+    [512, 3],
+  ].forEach(([d, n]) => {
+    for (let k = 0; k < n; k++, i++) {
+      const inC = k === 0 ? cin : d;
+      if (inC !== d) {
+        m.set(`body.${i}.shortcut_layer.0.weight`, [d, inC, 1, 1]);
+        bn(`body.${i}.shortcut_layer.1`, d);
+      }
+      bn(`body.${i}.res_layer.0`, inC);
+      m.set(`body.${i}.res_layer.1.weight`, [d, inC, 3, 3]);
+      m.set(`body.${i}.res_layer.2.weight`, [d]);
+      m.set(`body.${i}.res_layer.3.weight`, [d, d, 3, 3]);
+      bn(`body.${i}.res_layer.4`, d);
+      m.set(`body.${i}.res_layer.5.fc1.weight`, [d / 16, d, 1, 1]);
+      m.set(`body.${i}.res_layer.5.fc2.weight`, [d, d / 16, 1, 1]);
+    }
+    cin = d;
+  });
+  bn('output_layer.0', 512);
+  m.set('output_layer.3.weight', [512, 512 * 7 * 7]);
+  m.set('output_layer.3.bias', [512]);
+  bn('output_layer.4', 512);
+  return m;
+}
+
+function clipInit(key: string, n: number, seed: number): Float32Array {
+  if (key === 'logit_scale') return Float32Array.of(Math.log(100));
+  if (/ln_|ln_final/.test(key) && key.endsWith('.weight')) return new Float32Array(n).fill(1);
+  if (key.endsWith('bias')) return new Float32Array(n);
+  return randn(n, 0.02, seed);
+}
+
+function irseInit(key: string, n: number, seed: number): Float32Array {
+  if (key.endsWith('running_var')) return new Float32Array(n).fill(1);
+  if (key.endsWith('running_mean') || key.endsWith('.bias')) return new Float32Array(n);
+  if (/(res_layer\.(0|4)|input_layer\.1|shortcut_layer\.1|output_layer\.(0|4))\.weight$/.test(key))
+    return new Float32Array(n).fill(1);
+  if (key.endsWith('res_layer.2.weight') || key === 'input_layer.2.weight')
+    return new Float32Array(n).fill(0.25);
+  // He-style scale keeps activations finite through 24 residual units.
+  return randn(n, 0.5 / Math.sqrt(n / (key.includes('output_layer') ? 512 : Number(n) ** 0.5 || 1)), seed);
+}
+
+const line = (name: string, value: number, extra: Record<string, unknown> = {}) =>
+  console.log(JSON.stringify({ bench: 'clip', name, value: Number(value.toFixed(2)), unit: 'ms', ...extra }));
+
+async function timeIt(fn: () => Promise<unknown>, runs: number): Promise<{ first: number; median: number }> {
+  let t = performance.now();
+  await fn();
+  const first = performance.now() - t;
+  const times: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    t = performance.now();
+    await fn();
+    times.push(performance.now() - t);
+  }
+  times.sort((a, b) => a - b);
+  return { first, median: times[Math.floor(times.length / 2)] };
+}
+
+/** The random-weight ViT-B/32 the figures use (exported for profiling scripts). */
+export function buildClip(): ClipModel {
+  return ClipModel.fromStateDict(fill(vitB32Shapes(), clipInit), { hash: 'bench-random-vit-b32' });
+}
+
+/** The random-weight IR-SE50 the figures use. */
+export function buildIrse50(): ArcFaceModel {
+  return ArcFaceModel.fromStateDict(fill(irse50Shapes(), irseInit));
+}
+
+export default async function main(): Promise<void> {
+  const which = new Set(process.argv.slice(3));
+  const want = (k: string) => which.size === 0 || which.has(k);
+  const clip = buildClip();
+  const enc = new ClipEncoder(clip);
+
+  if (want('image')) {
+    const img = randn(3 * 224 * 224, 1, 5);
+    const t = await timeIt(() => enc.encodeImages(img, 1), 20);
+    line('encode_image_224_b1', t.median, { first_ms: Number(t.first.toFixed(0)), gflop: 4.4, limit_ms: 35 });
+  }
+
+  if (want('loss')) {
+    const text = await enc.encodeTexts(['a person with purple hair']);
+    const fn = await ClipLossFunction.create(clip, text, [1, 3, 1024, 1024]);
+    const img = randn(3 * 1024 * 1024, 1, 9);
+    const t = await timeIt(() => fn.run(img), 5);
+    line('clip_loss_fwd_grad_1024_b1', t.median, { first_ms: Number(t.first.toFixed(0)), limit_ms: 250 });
+  }
+
+  if (want('text')) {
+    const prompts = [...expandTemplates('smiling face'), ...expandTemplates('face')];
+    const tokens = tokenize(prompts);
+    // encodeTokens bypasses the text cache, so every run encodes all 158 prompts.
+    const t = await timeIt(() => enc.encodeTokens(tokens), 3);
+    line('encode_text_2x79_templates', t.median, {
+      first_ms: Number(t.first.toFixed(0)),
+      prompts: prompts.length,
+      limit_ms: 1500,
+    });
+  }
+  await enc.release();
+
+  if (want('id')) {
+    const arc = buildIrse50();
+    const fn = await IdLossFunction.create(arc, [1, 3, 1024, 1024]);
+    const a = randn(3 * 1024 * 1024, 0.5, 11);
+    const b = randn(3 * 1024 * 1024, 0.5, 13);
+    const t = await timeIt(() => fn.run(a, b), 5);
+    line('id_loss_irse50_fwd_grad_1024_b1', t.median, {
+      first_ms: Number(t.first.toFixed(0)),
+      limit_ms: 400,
+    });
+    // Latent optimization keeps y (the original image) fixed: its features are computed once.
+    await fn.setTarget(b);
+    const c = await timeIt(() => fn.runToTarget(a), 5);
+    line('id_loss_irse50_fwd_grad_1024_b1_cached_target', c.median, { first_ms: Number(c.first.toFixed(0)) });
+  }
+}
