@@ -25,6 +25,7 @@ import {
   sliceAxis,
   sub,
 } from '../../ops/index.js';
+import { depthToSpace2 } from './ops.js';
 import {
   type GeneratorWeights,
   type ModConvWeights,
@@ -171,51 +172,69 @@ export class StyleGAN2Graph {
     return this.synthesis(this.styles(wplus), noise);
   }
 
-  /** Modulated conv: conv(x · s, W) · demod(s); upsampling convs are a transposed conv then the 4x4 blur. */
-  private modConv(key: string, x: Value, s: Value, m: ModConvWeights): Value {
+  /**
+   * Modulated 3x3 conv, computed on activations: conv(x · s, W) · demod(s), W constant. An upsampling conv
+   * (rosinality: transposed conv stride 2, then the 4x4 blur with pad 1) runs as a polyphase conv: the
+   * four output phases are one 2x2 conv of x padded by 1 ([B, 4·out, H+1, W+1]), interleaved by
+   * DepthToSpace ([B, out, 2H+2, 2W+2]; the last row and column are the transposed conv's zero edge),
+   * then the blur with pads (1, 0) gives [B, out, 2H, 2W]. `gain` scales the demodulation.
+   */
+  private modConv(key: string, x: Value, s: Value, m: ModConvWeights, gain: number): Value {
     const [b, inC] = x.shape;
     const k = m.kernel;
     const xs = mul(x, reshape(s, [b, inC, 1, 1])); // [B, in, H, W] scaled per input channel
     let y: Value;
     if (m.upsample) {
-      const wt = this.c(`${key}/weight_t`, [inC, m.outChannels, k, k], () => transposeOI(m));
-      y = convTranspose2d(xs, wt, { stride: 2 }); // [B, out, 2H+1, 2W+1]
-      y = this.blur(y, 1, 1); // [B, out, 2H, 2W]; the blur has gain 4 (up²)
+      if (k !== 3) throw new RangeError('upsampling convs must be 3x3');
+      const wp = this.c(`${key}/weight_phases`, [4 * m.outChannels, inC, 2, 2], () => phaseKernels(m));
+      y = conv2d(xs, wp, { pads: 1 }); // [B, 4·out, H+1, W+1]: phase (i, j) in channels (2i+j)·out ..
+      y = depthToSpace2(y); // [B, out, 2H+2, 2W+2]
+      y = this.blur(y); // [B, out, 2H, 2W]
     } else {
       const wc = this.c(`${key}/weight`, [m.outChannels, inC, k, k], () => m.weight);
       y = conv2d(xs, wc, { pads: (k - 1) >> 1 }); // [B, out, H, W]
     }
-    if (!m.demodulate) return y;
     const wsq = this.c(`${key}/weight_sq_t`, [inC, m.outChannels], () => transpose2(squaredWeightSums(m), m));
-    const demod = powConst(add(matmul(mul(s, s), wsq), 1e-8), -0.5); // [B, out]
+    const demod = mul(powConst(add(matmul(mul(s, s), wsq), 1e-8), -0.5), gain); // [B, out]
     return mul(y, reshape(demod, [b, m.outChannels, 1, 1]));
   }
 
-  /** StyledConv: modulated conv, + noise·strength, + bias, leaky ReLU(0.2) · sqrt 2, clamp. */
+  /**
+   * StyledConv: modulated conv, + noise·strength, + bias, leaky ReLU(0.2)·sqrt 2, clamp. The sqrt 2 gain is
+   * folded into the demodulation, noise and bias (leaky ReLU is positively homogeneous).
+   */
   private styledConv(i: number, x: Value, s: Value, noise: NoiseSpec): Value {
     const L: StyledConvWeights = this.weights.convs[i];
     const key = `convs/${i}`;
-    let y = this.modConv(key, x, s, L.conv);
+    let y = this.modConv(key, x, s, L.conv, SQRT2);
     const r = L.resolution;
     if (noise === 'const') {
-      const ns = this.c(`${key}/noise_scaled`, [1, 1, r, r], () => scale(L.noiseConst, L.noiseStrength));
+      const ns = this.c(`${key}/noise_scaled`, [1, 1, r, r], () =>
+        scale(L.noiseConst, L.noiseStrength * SQRT2),
+      );
       y = add(y, ns);
     } else if (noise !== 'zero') {
       const n = noise[i];
       if (n.rank !== 4 || n.shape[1] !== 1 || n.shape[2] !== r || n.shape[3] !== r)
         throw new RangeError(`noise ${i} must be [B or 1, 1, ${r}, ${r}], got [${n.shape}]`);
-      y = add(y, mul(n, L.noiseStrength));
+      y = add(y, mul(n, L.noiseStrength * SQRT2));
     }
-    const bias = this.c(`${key}/bias`, [1, L.conv.outChannels, 1, 1], () => L.bias);
-    y = mul(leakyRelu(add(y, bias), 0.2), SQRT2);
+    const bias = this.c(`${key}/bias`, [1, L.conv.outChannels, 1, 1], () => scale(L.bias, SQRT2));
+    y = leakyRelu(add(y, bias), 0.2);
     return L.clamp === null ? y : clamp(y, L.clamp);
   }
 
-  /** ToRGB: 1x1 modulated conv without demodulation, + bias, clamp, + the upsampled skip. */
+  /**
+   * ToRGB: a 1x1 modulated conv without demodulation, so the modulation goes into the [3, C] weight and the
+   * conv is a batched matmul over pixels; + bias, clamp, + the upsampled skip.
+   */
   private toRGB(j: number, x: Value, s: Value, skip: Value | null): Value {
     const T: ToRGBWeights = this.weights.toRGBs[j];
     const key = `to_rgbs/${j}`;
-    let y = this.modConv(key, x, s, T.conv);
+    const [b, c, h, w] = x.shape;
+    const wr = this.c(`${key}/weight`, [1, 3, c], () => T.conv.weight); // [1, 3, C]
+    const wm = mul(wr, reshape(s, [b, 1, c])); // [B, 3, C] modulated
+    let y = reshape(matmul(wm, reshape(x, [b, c, h * w])), [b, 3, h, w]); // [B, 3, H·W] -> [B, 3, H, W]
     y = add(
       y,
       this.c(`${key}/bias`, [1, 3, 1, 1], () => T.bias),
@@ -224,13 +243,13 @@ export class StyleGAN2Graph {
     return skip ? add(y, this.upsample2x(skip)) : y;
   }
 
-  /** upfirdn2d(x, 4·blur, pad=(p0, p1)): a depthwise 4x4 conv with the (flipped) kernel, gain 4. */
-  private blur(x: Value, p0: number, p1: number): Value {
+  /** upfirdn2d(x, 4·blur, pad=(1, 0)): a depthwise 4x4 conv with the (flipped) kernel, gain 4 (= up²). */
+  private blur(x: Value): Value {
     const c = x.shape[1];
     const k = this.c(`blur/depthwise_${c}`, [c, 1, 4, 4], () =>
       tile(flip4(scale(this.weights.blurKernel, 4)), c),
     );
-    return conv2d(x, k, { pads: [p0, p0, p1, p1], groups: c });
+    return conv2d(x, k, { pads: [1, 1, 0, 0], groups: c }); // upfirdn2d pad (1, 0)
   }
 
   /**
@@ -278,16 +297,30 @@ function flip4(k: Float32Array): Float32Array {
   return out;
 }
 
-/** [out, in, k, k] → [in, out, k, k] for ConvTranspose. */
-function transposeOI(m: ModConvWeights): Float32Array {
-  const kk = m.kernel * m.kernel;
-  const out = new Float32Array(m.weight.length);
-  for (let o = 0; o < m.outChannels; o++)
-    for (let i = 0; i < m.inChannels; i++)
-      out.set(
-        m.weight.subarray((o * m.inChannels + i) * kk, (o * m.inChannels + i + 1) * kk),
-        (i * m.outChannels + o) * kk,
-      );
+/**
+ * The transposed conv's 3x3 taps split by output phase into 2x2 correlation kernels over x padded by 1:
+ * phase 0 reads taps (2, 0) at window offsets (0, 1), phase 1 reads tap 1 at offset 1. Result
+ * [4·out, in, 2, 2] with phase (i, j) in output channels (2i + j)·out + o.
+ */
+function phaseKernels(m: ModConvWeights): Float32Array {
+  const { inChannels: inC, outChannels: outC } = m;
+  const tap = [
+    [2, 0],
+    [-1, 1],
+  ]; // tap[phase][window offset] (-1: none)
+  const out = new Float32Array(4 * outC * inC * 4);
+  for (let pi = 0; pi < 2; pi++)
+    for (let pj = 0; pj < 2; pj++)
+      for (let o = 0; o < outC; o++)
+        for (let i = 0; i < inC; i++)
+          for (let a = 0; a < 2; a++)
+            for (let bb = 0; bb < 2; bb++) {
+              const ta = tap[pi][a];
+              const tb = tap[pj][bb];
+              if (ta < 0 || tb < 0) continue;
+              const dst = ((((2 * pi + pj) * outC + o) * inC + i) * 2 + a) * 2 + bb;
+              out[dst] = m.weight[((o * inC + i) * 3 + ta) * 3 + tb];
+            }
   return out;
 }
 
