@@ -274,15 +274,15 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions): { value: unk
       case 0x55: // SHORT_BINSTRING
         cur.push(latin1.decode(take(u8())));
         break;
-      case 0x42: // BINBYTES
-        cur.push(take(u32()).slice());
+      case 0x42: // BINBYTES: a view, not a copy (bytes are immutable and never written to)
+        cur.push(take(u32()));
         break;
       case 0x43: // SHORT_BINBYTES
-        cur.push(take(u8()).slice());
+        cur.push(take(u8()));
         break;
       case 0x8e: // BINBYTES8
       case 0x96: // BYTEARRAY8
-        cur.push(take(u64()).slice());
+        cur.push(take(u64()));
         break;
       case 0x5d: // EMPTY_LIST
         cur.push([]);

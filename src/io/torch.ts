@@ -288,10 +288,12 @@ class Loader {
   }
 
   /** Turns raw pickle values into the plain values of `Checkpoint.value`; shared objects stay shared. */
-  toPlain(root: unknown): unknown {
+  toPlain(root: unknown, skip?: (v: unknown) => unknown): unknown {
     const seen = new Map<object, unknown>();
     const conv = (v: unknown, depth: number): unknown => {
       if (typeof v !== 'object' || v === null) return v;
+      const stub = skip?.(v);
+      if (stub !== undefined) return stub;
       if (depth > 500) this.fail('objects nested at most 500 deep', 'deeper nesting');
       const hit = seen.get(v);
       if (hit !== undefined) return hit;
@@ -982,17 +984,19 @@ export function loadTorchSource(
     return { file: ld.file, format: 'torch-legacy', tensors: ld.flatten(raw), value: ld.toPlain(raw) };
   }
   if (isPickleHead(head)) {
-    const bytes = src.read(0, src.size);
-    const resolveGlobal = makeResolver(ld, { ...policy, loadFromBytes: true }, (b) =>
-      loadStorageBytes(b, ld),
-    );
-    const raw = unpickle(bytes, { file: ld.file, resolveGlobal }).value;
+    const raw = runPlainPickle(src, ld, policy);
     return { file: ld.file, format: 'pickle', tensors: ld.flatten(raw), value: ld.toPlain(raw) };
   }
   return ld.fail(
     'a PyTorch file (zip archive, legacy torch.save or pickle)',
     `first bytes ${[...head.subarray(0, 8)].map((b) => b.toString(16).padStart(2, '0')).join(' ')}`,
   );
+}
+
+function runPlainPickle(src: ByteSource, ld: Loader, policy: GlobalPolicy): unknown {
+  const bytes = src.read(0, src.size);
+  const resolveGlobal = makeResolver(ld, { ...policy, loadFromBytes: true }, (b) => loadStorageBytes(b, ld));
+  return unpickle(bytes, { file: ld.file, resolveGlobal }).value;
 }
 
 /** Loads a file that holds one tensor (e4e's latents.pt, say). */
@@ -1015,34 +1019,45 @@ export interface NvidiaNetwork {
   /** The positional and keyword arguments the network was constructed with (z_dim, img_resolution, ...). */
   initArgs: unknown[];
   initKwargs: Record<string, unknown>;
-  /** The whole snapshot as plain values. */
+  /** The snapshot as plain values; networks other than the one asked for are `{__class__, __skipped__: true}`. */
   snapshot: Record<string, unknown>;
 }
 
 /** Reads one network (default G_ema) out of an NVIDIA network snapshot pickle, without running its code. */
 export function loadNvidiaPkl(file: string, network = 'G_ema', opts: LoadOptions = {}): NvidiaNetwork {
-  const ck = loadTorch(file, opts);
-  const snap = ck.value;
   const fail = (expected: string, found: string): never => {
     throw new CheckpointError(file, expected, found);
   };
-  if (ck.format !== 'pickle' || typeof snap !== 'object' || snap === null || snap instanceof Map)
-    fail('an NVIDIA network snapshot pickle (a dict with G_ema)', `a ${ck.format} file`);
-  const net = (snap as Record<string, unknown>)[network] as Record<string, unknown> | undefined;
-  if (typeof net !== 'object' || net === null || typeof net.__class__ !== 'string')
-    fail(`a persistent network under '${network}'`, describe(net ?? null));
-  const n = net as Record<string, unknown>;
-  const tensors = new Map<string, Tensor>();
-  const prefix = `${network}.`;
-  for (const [k, t] of ck.tensors) if (k.startsWith(prefix)) tensors.set(k.slice(prefix.length), t);
+  const src = new FileSource(file);
+  let raw: unknown;
+  const ld = new Loader(file, opts);
+  try {
+    if (!isPickleHead(src.read(0, Math.min(src.size, 2))))
+      fail('an NVIDIA network snapshot pickle', 'a file that is not a plain pickle');
+    raw = runPlainPickle(src, ld, {});
+  } finally {
+    src.close();
+  }
+  if (!(raw instanceof Map)) return fail('a snapshot dict (G, D, G_ema, ...)', describe(raw));
+  const net = raw.get(network);
+  if (!(net instanceof PyObject) || !(net.state instanceof Map))
+    return fail(`a persistent network under '${network}'`, describe(net ?? null));
+  // Only the requested network's tensors are read; the others (G, D, augment_pipe) stay stubs.
+  const tensors = ld.flatten(net);
+  const skip = (v: unknown) =>
+    v instanceof PyObject && v !== net && [...raw.values()].includes(v)
+      ? { __class__: v.className, __skipped__: true }
+      : undefined;
+  const snapshot = ld.toPlain(raw, skip) as Record<string, unknown>;
+  const n = snapshot[network] as Record<string, unknown>;
   const kw = n._init_kwargs;
   return {
     file,
-    className: n.__class__ as string,
+    className: net.className,
     tensors,
     initArgs: Array.isArray(n._init_args) ? n._init_args : [],
     initKwargs:
       typeof kw === 'object' && kw !== null && !(kw instanceof Map) ? (kw as Record<string, unknown>) : {},
-    snapshot: snap as Record<string, unknown>,
+    snapshot,
   };
 }
