@@ -1,0 +1,192 @@
+/**
+ * The mapper's training objective (mapper/training/coach.py, calc_loss), as one graph:
+ *
+ *   x     = G(w)                       frozen generator, fixed noise (randomize_noise=False)
+ *   w_hat = w + 0.1·M(w);  x_hat = G(w_hat)
+ *   loss  = λ_ID·IDLoss(x_hat, x) + λ_CLIP·mean(CLIPLoss(x_hat, text)) + λ_L2·MSE(w_hat, w)
+ *
+ * IDLoss compares x_hat with the *unedited* image x (its features detached); the CLIP loss is on x_hat
+ * only; the L2 term is the mean squared difference of the latents (of every StyleSpace layer, summed, for
+ * a StyleSpace mapper). Mapper parameters are graph inputs, so one run gives the losses and the gradient of
+ * every parameter; the generator, CLIP and ArcFace are constants.
+ */
+import { grad } from '../../autodiff/grad.js';
+import { Graph, type Value } from '../../graph/graph.js';
+import type { ArcFaceModel } from '../../models/arcface/model.js';
+import type { ClipModel } from '../../models/clip/model.js';
+import { StyleGAN2Graph } from '../../models/stylegan2/model.js';
+import type { GeneratorWeights } from '../../models/stylegan2/weights.js';
+import { add, mean, mul, sub } from '../../ops/index.js';
+import { compile, type Executable, type HostTensor } from '../../runtime/session.js';
+import { clipLoss, idLoss } from '../losses.js';
+import { MapperError, MapperGraph, type MapperWeights } from './model.js';
+
+export interface Lambdas {
+  clip: number;
+  l2: number;
+  id: number;
+}
+
+/** train_options.py's defaults: clip_lambda 1.0, latent_l2_lambda 0.8, id_lambda 0.1. */
+export const DEFAULT_LAMBDAS: Readonly<Lambdas> = Object.freeze({ clip: 1.0, l2: 0.8, id: 0.1 });
+
+export interface LossModels {
+  generator: GeneratorWeights;
+  clip?: ClipModel;
+  /** encode_text of the description, [T, E] (T = 1 for one prompt). */
+  textFeatures?: Float32Array;
+  arcface?: ArcFaceModel;
+}
+
+export interface LossGraph {
+  total: Value;
+  id: Value;
+  clip: Value;
+  l2: Value;
+  x: Value;
+  xHat: Value;
+}
+
+/** Builds calc_loss for a batch `w` [B, L, D] into the graph of `M`. */
+export function buildMapperLoss(
+  G: StyleGAN2Graph,
+  M: MapperGraph,
+  w: Value,
+  models: LossModels,
+  lambdas: Lambdas,
+): LossGraph {
+  const g = w.graph;
+  const zero = g.scalar(0);
+  let x: Value;
+  let xHat: Value;
+  let l2: Value;
+  if (M.weights.spec.type === 'StyleSpaceMapper') {
+    const s = G.styles(w);
+    const sHat = M.editStyles(s);
+    x = G.synthesis(s);
+    xHat = G.synthesis(sHat);
+    l2 = zero;
+    s.forEach((c, i) => {
+      if (sHat[i] === c) return; // toRGB layers: s_hat = s, an MSE of exactly 0
+      const d = sub(sHat[i], c);
+      l2 = add(l2, mean(mul(d, d)));
+    });
+  } else {
+    const wHat = M.edit(w);
+    x = G.image(w);
+    xHat = G.image(wHat);
+    const d = sub(wHat, w);
+    l2 = mean(mul(d, d));
+  }
+  let id: Value = zero;
+  if (lambdas.id > 0) {
+    if (!models.arcface) throw new MapperError('the ID loss (id lambda > 0) needs ArcFace weights');
+    id = idLoss(models.arcface, xHat, x);
+  }
+  let clip: Value = zero;
+  if (lambdas.clip > 0) {
+    if (!models.clip || !models.textFeatures)
+      throw new MapperError('the CLIP loss (clip lambda > 0) needs CLIP weights and a prompt');
+    const e = models.clip.config.embedDim;
+    const text = g.const(models.textFeatures, [models.textFeatures.length / e, e], 'mapper.text_features');
+    clip = mean(clipLoss(models.clip, xHat, text));
+  }
+  // The reference's accumulation order: loss = id·λ; loss += clip·λ; loss += l2·λ.
+  let total: Value = zero;
+  if (lambdas.id > 0) total = mul(id, lambdas.id);
+  if (lambdas.clip > 0) total = add(total, mul(clip, lambdas.clip));
+  if (lambdas.l2 > 0) total = add(total, mul(l2, lambdas.l2));
+  return { total, id, clip, l2, x, xHat };
+}
+
+export interface LossValues {
+  loss: number;
+  loss_id: number;
+  loss_clip: number;
+  loss_l2_latent: number;
+}
+
+export interface StepResult {
+  losses: LossValues;
+  /** d loss / d parameter, by official key (only when compiled with gradients). */
+  grads: Map<string, Float32Array>;
+  x: Float32Array;
+  xHat: Float32Array;
+}
+
+/** The compiled objective for a fixed batch size: losses (+ all parameter gradients) and both images. */
+export class MapperObjective {
+  private constructor(
+    private readonly exe: Executable,
+    private readonly paramInputs: Map<string, string>,
+    readonly batch: number,
+    readonly latentShape: number[],
+    readonly withGrads: boolean,
+  ) {}
+
+  static async create(
+    weights: MapperWeights,
+    models: LossModels,
+    options: { batch: number; lambdas?: Lambdas; grads?: boolean },
+  ): Promise<MapperObjective> {
+    const lambdas = options.lambdas ?? DEFAULT_LAMBDAS;
+    const cfg = models.generator.config;
+    const g = new Graph();
+    const G = new StyleGAN2Graph(g, models.generator);
+    const M = new MapperGraph(g, weights, 'input');
+    const shape = [options.batch, cfg.nLatent, cfg.styleDim];
+    const w = g.input('w', shape);
+    const L = buildMapperLoss(G, M, w, models, lambdas);
+    const outs: Record<string, Value> = {
+      loss: L.total,
+      loss_id: L.id,
+      loss_clip: L.clip,
+      loss_l2_latent: L.l2,
+      x: L.x,
+      x_hat: L.xHat,
+    };
+    const withGrads = options.grads ?? true;
+    const names = new Map<string, string>();
+    if (withGrads) {
+      const keys = [...M.inputs.keys()];
+      const grads = grad(
+        L.total,
+        keys.map((k) => M.inputs.get(k)!),
+      );
+      keys.forEach((k, i) => {
+        outs[`grad.${k}`] = grads[i];
+      });
+    }
+    for (const [k, v] of M.inputs) names.set(k, v.name!);
+    const exe = await compile(outs, { inputs: [w, ...M.inputs.values()] });
+    return new MapperObjective(exe, names, options.batch, shape, withGrads);
+  }
+
+  async run(
+    params: ReadonlyMap<string, { shape: number[]; data: Float32Array }>,
+    w: Float32Array,
+  ): Promise<StepResult> {
+    const feeds: Record<string, HostTensor> = { w: { shape: this.latentShape, data: w } };
+    for (const [k, name] of this.paramInputs) {
+      const p = params.get(k);
+      if (!p) throw new MapperError(`mapper parameter '${k}' is missing`);
+      feeds[name] = { shape: p.shape, data: p.data };
+    }
+    const out = await this.exe.run(feeds);
+    const num = (k: string) => (out[k].data as Float32Array)[0];
+    const grads = new Map<string, Float32Array>();
+    if (this.withGrads)
+      for (const k of this.paramInputs.keys()) grads.set(k, out[`grad.${k}`].data as Float32Array);
+    return {
+      losses: {
+        loss: num('loss'),
+        loss_id: num('loss_id'),
+        loss_clip: num('loss_clip'),
+        loss_l2_latent: num('loss_l2_latent'),
+      },
+      grads,
+      x: out.x.data as Float32Array,
+      xHat: out.x_hat.data as Float32Array,
+    };
+  }
+}

@@ -1,0 +1,207 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { MapperApplier } from '../../src/edit/mapper/apply.js';
+import { loadMapper, rosinalityStateDict, saveMapper } from '../../src/edit/mapper/checkpoint.js';
+import { MapperObjective } from '../../src/edit/mapper/loss.js';
+import {
+  initMapperWeights,
+  MapperGraph,
+  parameterCount,
+  styleSpaceSpec,
+  wplusSpec,
+} from '../../src/edit/mapper/model.js';
+import { Graph } from '../../src/graph/graph.js';
+import { parseNpy } from '../../src/io/npy.js';
+import { loadTorch } from '../../src/io/torch.js';
+import { loadArcFace } from '../../src/models/arcface/load.js';
+import { ClipEncoder } from '../../src/models/clip/encoder.js';
+import { loadClip } from '../../src/models/clip/load.js';
+import { fromRosinality, loadGenerator } from '../../src/models/stylegan2/load.js';
+import { compile } from '../../src/runtime/session.js';
+import { assertClose } from '../helpers.js';
+
+const fx = (p: string) => new URL(`../fixtures/${p}`, import.meta.url).pathname;
+const f32 = (p: string) => parseNpy(new Uint8Array(readFileSync(fx(p)))).data as Float32Array;
+const MAPPER = fx('mapper/mapper.pt');
+
+describe('mapper checkpoint (official layout)', () => {
+  test('architecture and flags from opts and the key set; the decoder half', () => {
+    const m = loadMapper(MAPPER);
+    assert.equal(m.weights.spec.type, 'LevelsMapper');
+    assert.deepEqual(
+      [m.weights.spec.noCoarse, m.weights.spec.noMedium, m.weights.spec.noFine],
+      [false, false, false],
+    );
+    assert.equal(m.weights.params.size, 24);
+    assert.equal(parameterCount(m.weights), 3 * 4 * (512 * 512 + 512));
+    assert.equal(m.opts.description, 'purple hair');
+    assert.equal(m.decoder?.config.size, 64);
+    assert.equal(m.decoder?.config.nLatent, 10);
+  });
+});
+
+describe('mapper forward parity (mapper.pt)', () => {
+  const w = f32('stylegan2/wplus_trunc.npy');
+  test('delta = mapper(wplus_trunc), parameters as graph inputs and as constants', async () => {
+    const m = loadMapper(MAPPER);
+    const g = new Graph();
+    const x = g.input('w', [2, 10, 512]);
+    const Mi = new MapperGraph(g, m.weights, 'input');
+    const Mc = new MapperGraph(g, m.weights, 'const');
+    const exe = await compile({ a: Mi.delta(x), b: Mc.delta(x) });
+    const feeds: Record<string, { shape: number[]; data: Float32Array }> = {
+      w: { shape: [2, 10, 512], data: w },
+    };
+    for (const [k, v] of Mi.inputs) feeds[v.name!] = m.weights.params.get(k)!;
+    const o = await exe.run(feeds);
+    assertClose(o.a.data as Float32Array, f32('mapper/delta.npy'), { what: 'delta (inputs)' });
+    assertClose(o.b.data as Float32Array, f32('mapper/delta.npy'), { what: 'delta (constants)' });
+  });
+
+  test('img_mapped = G(w + 0.1·M(w)) with the checkpoint decoder; w_hat', async () => {
+    const m = loadMapper(MAPPER);
+    const ap = await MapperApplier.create(m.weights, m.decoder!, { batch: 2 });
+    const r = await ap.run(w);
+    assertClose(r.image!, f32('mapper/img_mapped.npy'), { what: 'img_mapped' });
+    const d = f32('mapper/delta.npy');
+    assertClose(
+      r.edited,
+      w.map((v, i) => v + Math.fround(0.1 * d[i])),
+      { what: 'w_hat' },
+    );
+    // strength 0 is the identity edit
+    const r0 = await ap.run(w, 0);
+    assertClose(r0.edited, w, { rtol: 0, atol: 0, what: 'strength 0' });
+  });
+
+  test('--no-fine etc. give zeros for that part', async () => {
+    const m = loadMapper(MAPPER);
+    const spec = { ...m.weights.spec, noFine: true };
+    const params = new Map([...m.weights.params].filter(([k]) => !k.startsWith('fine_mapping')));
+    const g = new Graph();
+    const x = g.input('w', [2, 10, 512]);
+    const exe = await compile({ d: new MapperGraph(g, { spec, params }).delta(x) });
+    const o = (await exe.run({ w: { shape: [2, 10, 512], data: w } })).d.data as Float32Array;
+    const ref = f32('mapper/delta.npy');
+    for (let b = 0; b < 2; b++)
+      for (let r = 0; r < 10; r++)
+        for (let j = 0; j < 512; j += 97) {
+          const i = (b * 10 + r) * 512 + j;
+          if (r >= 8) assert.equal(o[i], 0);
+          else assert.ok(Math.abs(o[i] - ref[i]) <= 1e-4 * 5.1 + 1e-5);
+        }
+  });
+});
+
+describe('mapper training objective parity', () => {
+  let res: Awaited<ReturnType<MapperObjective['run']>>;
+  before(async () => {
+    const m = loadMapper(MAPPER);
+    const clip = loadClip(fx('clip/clip.pt'));
+    const textFeatures = await new ClipEncoder(clip).encodeTexts(['a person with purple hair']);
+    const arcface = loadArcFace(fx('arcface/irse.pth'), { stageUnits: [1, 1, 2, 1] });
+    const obj = await MapperObjective.create(
+      m.weights,
+      { generator: m.decoder!, clip, textFeatures, arcface },
+      { batch: 2 },
+    );
+    res = await obj.run(m.weights.params, f32('stylegan2/wplus_trunc.npy'));
+  });
+
+  test('train_losses [total, id, clip, l2] with lambdas 1.0 / 0.8 / 0.1', () => {
+    const l = res.losses;
+    assertClose([l.loss, l.loss_id, l.loss_clip, l.loss_l2_latent], f32('mapper/train_losses.npy'), {
+      what: 'losses',
+    });
+  });
+
+  test('d total / d course_mapping.mapping.1.weight', () => {
+    assertClose(
+      res.grads.get('course_mapping.mapping.1.weight')!,
+      f32('mapper/grad_course_mapping_mapping_1_weight.npy'),
+      {
+        rtol: 1e-3,
+        atol: 0,
+        what: 'grad',
+      },
+    );
+    assert.equal(res.grads.size, 24);
+  });
+});
+
+describe('mapper save / load', () => {
+  let dir: string;
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'mapper-ck-'));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('full layout round trip: same keys as the official file, decoder bit-exact through rosinality keys', () => {
+    const m = loadMapper(MAPPER);
+    const file = join(dir, 'full.pt');
+    saveMapper(file, m.weights, { opts: m.opts, decoder: m.decoder! });
+    const ours = loadTorch(file);
+    const theirs = loadTorch(MAPPER);
+    const strip = (k: string) => k.replace(/^state_dict\./, '');
+    assert.deepEqual(
+      [...ours.tensors.keys()].map(strip).sort(),
+      [...theirs.tensors.keys()].map(strip).sort(),
+    );
+    for (const [k, t] of theirs.tensors) {
+      const a = ours.tensors.get(k)!;
+      assert.deepEqual(a.shape, t.shape, k);
+      assertClose(a.data as Float32Array, t.data as Float32Array, { rtol: 1e-6, atol: 0, what: k });
+    }
+    const back = loadMapper(file);
+    assert.deepEqual(back.weights.spec, m.weights.spec);
+    assert.equal((back.opts as { description: string }).description, 'purple hair');
+    assert.equal(back.opts.mapper_type, 'LevelsMapper');
+  });
+
+  test('mapper-only file, a SingleMapper, a LevelsMapper without its fine part', () => {
+    const m = loadMapper(MAPPER);
+    const only = join(dir, 'only.pt');
+    saveMapper(only, m.weights, { opts: { description: 'purple hair' } });
+    const back = loadMapper(only);
+    assert.equal(back.decoder, null);
+    for (const [k, p] of m.weights.params) assert.deepEqual(back.weights.params.get(k)!.data, p.data);
+    assert.ok(statSync(only).size < 12.7e6 && statSync(only).size > 12.5e6, `${statSync(only).size}`);
+
+    for (const spec of [wplusSpec({ type: 'SingleMapper' }), wplusSpec({ noFine: true })]) {
+      const f = join(dir, `${spec.type}.pt`);
+      saveMapper(f, initMapperWeights(spec, 3));
+      const b = loadMapper(f);
+      assert.deepEqual(b.weights.spec, spec);
+    }
+  });
+
+  test('a StyleSpace mapper round-trips with work_in_stylespace and mapper_N keys', () => {
+    const G = loadGenerator(fx('stylegan2/generator.pt'));
+    const spec = styleSpaceSpec(G.config.styleDims, G.config.styleIsToRGB);
+    const f = join(dir, 'ss.pt');
+    saveMapper(f, initMapperWeights(spec, 1), { decoder: G });
+    const b = loadMapper(f);
+    assert.deepEqual(b.weights.spec, spec);
+    assert.equal(b.opts.work_in_stylespace, true);
+    assert.ok(b.weights.params.has('mapper_0.mapping.1.weight'));
+    assert.ok(!b.weights.params.has('mapper_1.mapping.1.weight'));
+  });
+
+  test('rosinalityStateDict inverts the rosinality key map', () => {
+    const G = loadGenerator(fx('stylegan2/generator.pt'));
+    const back = fromRosinality('<mem>', rosinalityStateDict(G), { prefix: '', latentAvgKey: null });
+    assertClose(back.convs[3].conv.weight, G.convs[3].conv.weight, { rtol: 1e-6, atol: 0, what: 'conv' });
+    assertClose(back.mapping[1].weight, G.mapping[1].weight, { rtol: 1e-6, atol: 0, what: 'mapping' });
+  });
+
+  test('clear errors: not a mapper, opts contradicting the keys', () => {
+    assert.throws(() => loadMapper(fx('stylegan2/generator.pt')), /no mapper\.\* tensors/);
+    const m = loadMapper(MAPPER);
+    const f = join(dir, 'bad.pt');
+    saveMapper(f, m.weights, { opts: { no_fine_mapper: true } });
+    assert.throws(() => loadMapper(f), /fine_mapping/);
+  });
+});
