@@ -5,7 +5,7 @@ import { Graph } from '../src/graph/graph.js';
 import * as o from '../src/ops/index.js';
 import { compile } from '../src/runtime/session.js';
 import { seededNormal } from '../src/util/random.js';
-import { report, timeIt } from './report.js';
+import { peakRssMB, report, timeIt } from './report.js';
 
 const B = 'engine';
 
@@ -108,7 +108,28 @@ async function tinyOverhead() {
   report(B, 'tiny_graph_run_overhead', (performance.now() - t) / n, 'ms');
 }
 
+/** A graph holding 1 GB of weights: it must build and run; peak RSS shows how many copies exist. */
+async function gigabyteGraph() {
+  const t0 = performance.now();
+  const g = new Graph();
+  const x = g.input('x', [1, 4096]);
+  let h = x;
+  const layers = 16; // 16 x 4096 x 4096 x 4 B = 1.07 GB
+  for (let i = 0; i < layers; i++) {
+    const w = new Float32Array(4096 * 4096).fill(1 / 8192); // dense, so every page is resident
+    h = g.scope(i, () => o.linear(h, g.const(w, [4096, 4096], 'weight')));
+  }
+  const ex = await compile({ y: o.sum(h) });
+  const out = await ex.run({ x: { shape: [1, 4096], data: new Float32Array(4096).fill(1) } });
+  report(B, 'graph_1gb_weights_build_and_run', (performance.now() - t0) / 1000, 's', {
+    weights_gb: (layers * 4096 * 4096 * 4) / 2 ** 30,
+    peak_rss_gb: peakRssMB() / 1024,
+    finite: Number.isFinite(Number(out.y.data[0])),
+  });
+}
+
 const cases: Record<string, () => Promise<void>> = {
+  gigabyte: gigabyteGraph,
   overhead: tinyOverhead,
   conv: convForwardBackward,
   convTranspose: convTransposeForward,

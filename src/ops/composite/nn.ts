@@ -5,15 +5,12 @@ import { ShapeError, type Value } from '../../graph/graph.js';
 import { conv2d } from '../conv.js';
 import { add, div, erf, mul, relu, sigmoid, sqrt, sub } from '../elementwise.js';
 import { matmul, mT } from '../matmul.js';
+
+export { linear } from '../matmul.js';
+
 import { avgPool2d } from '../pool.js';
 import { mean } from '../reduce.js';
 import { expand, pad, reshape, slice } from '../shape.js';
-
-/** x @ wᵀ + b with torch's [out, in] weight layout. */
-export function linear(x: Value, w: Value, b?: Value): Value {
-  const y = matmul(x, mT(w));
-  return b ? add(y, b) : y;
-}
 
 /** Layer norm over the last axis (biased variance, as torch). */
 export function layerNorm(x: Value, weight: Value, bias: Value, eps = 1e-5): Value {
