@@ -7,7 +7,7 @@ import { mean } from '../../ops/index.js';
 import { compile, type Executable, type HostTensor } from '../../runtime/session.js';
 import { RandomState } from '../../util/random.js';
 import { loadGenerator } from './load.js';
-import { type NoiseSpec, StyleGAN2Graph, truncate } from './model.js';
+import { type NoiseSpec, StyleGAN2Graph } from './model.js';
 import { type GeneratorWeights, type RandomGeneratorOptions, randomGeneratorWeights } from './weights.js';
 
 /** Noise for host calls: fixed buffers, seeded random normals, or explicit [1 or B, 1, r, r] arrays. */

@@ -14,7 +14,9 @@ describe('StyleGAN2 host API', () => {
   it('W+ → S → image round trip equals W+ → image, and w2s matches style_NN', async () => {
     const wplus = fx('stylegan2/wplus_trunc').data;
     const s = await G.w2s(wplus);
-    s.forEach((a, i) => assertClose(a, fx(`stylegan2/style_${nn(i)}`).data, { what: `style_${nn(i)}` }));
+    s.forEach((a, i) => {
+      assertClose(a, fx(`stylegan2/style_${nn(i)}`).data, { what: `style_${nn(i)}` });
+    });
     const img = await G.synthesizeStyles(s);
     assertClose(img.data as Float32Array, fx('stylegan2/img_trunc').data, { what: 'img from S' });
     const img2 = await G.synthesize(wplus);
