@@ -1,0 +1,167 @@
+/**
+ * The mapper's training data: W+ latents from a file (e4e's train_faces.pt / test_faces.pt, an .npy), or
+ * sampled from the generator as coach.py does without files (z ~ N(0, I), w = mapping(z), truncation 0.7
+ * towards the mean latent, the same w on every row). The batch order is a pure function of (seed, step), a
+ * fresh permutation per epoch with the last partial batch dropped (DataLoader shuffle=True, drop_last=True),
+ * so a resumed run sees exactly the batches an uninterrupted one would.
+ */
+import { extname } from 'node:path';
+import { Graph } from '../../graph/graph.js';
+import { CheckpointError } from '../../io/errors.js';
+import { readNpy } from '../../io/npy.js';
+import { type Tensor, toFloat32 } from '../../io/tensor.js';
+import { loadTorch } from '../../io/torch.js';
+import { StyleGAN2Graph, truncate } from '../../models/stylegan2/model.js';
+import type { GeneratorWeights } from '../../models/stylegan2/weights.js';
+import { mean } from '../../ops/index.js';
+import { compile } from '../../runtime/session.js';
+import { RandomState } from '../../util/random.js';
+
+/** N latents of [nLatent, dim]; a [N, dim] store is broadcast to every row. */
+export class LatentSet {
+  constructor(
+    readonly data: Float32Array,
+    readonly count: number,
+    readonly nLatent: number,
+    readonly dim: number,
+    /** true when `data` is [N, dim] (one w per latent). */
+    readonly broadcast: boolean,
+    readonly source: string,
+  ) {}
+
+  /** Writes latent i as [nLatent, dim] at `out[offset…]`. */
+  copyTo(i: number, out: Float32Array, offset: number): void {
+    const per = this.nLatent * this.dim;
+    if (!this.broadcast) {
+      out.set(this.data.subarray(i * per, (i + 1) * per), offset);
+      return;
+    }
+    const w = this.data.subarray(i * this.dim, (i + 1) * this.dim);
+    for (let l = 0; l < this.nLatent; l++) out.set(w, offset + l * this.dim);
+  }
+
+  /** The latents `indices` as one [B, nLatent, dim] array. */
+  gather(indices: readonly number[]): Float32Array {
+    const per = this.nLatent * this.dim;
+    const out = new Float32Array(indices.length * per);
+    indices.forEach((i, b) => {
+      this.copyTo(i, out, b * per);
+    });
+    return out;
+  }
+}
+
+/** Wraps a [N, L, D], [L, D] or [N, D] tensor, checking it against the generator's W+ shape. */
+export function latentSetFrom(t: Tensor, nLatent: number, dim: number, source: string): LatentSet {
+  const s = t.shape;
+  const data = toFloat32(t).data;
+  if (s.length === 3 && s[1] === nLatent && s[2] === dim)
+    return new LatentSet(data, s[0], nLatent, dim, false, source);
+  if (s.length === 2 && s[0] === nLatent && s[1] === dim)
+    return new LatentSet(data, 1, nLatent, dim, false, source);
+  if (s.length === 2 && s[1] === dim) return new LatentSet(data, s[0], nLatent, dim, true, source);
+  if (s.length === 1 && s[0] === dim) return new LatentSet(data, 1, nLatent, dim, true, source);
+  throw new CheckpointError(
+    source,
+    `W+ latents [N, ${nLatent}, ${dim}] (or w [N, ${dim}]) for this generator`,
+    `shape [${s.join(', ')}]`,
+  );
+}
+
+/** Reads latents from `.npy` or a torch file holding one tensor (e4e's train_faces.pt). */
+export function loadLatents(file: string, nLatent: number, dim: number): LatentSet {
+  let t: Tensor | undefined;
+  if (extname(file).toLowerCase() === '.npy') t = readNpy(file);
+  else {
+    const tensors = loadTorch(file).tensors;
+    t = tensors.get('') ?? (tensors.size === 1 ? [...tensors.values()][0] : undefined);
+    if (!t)
+      throw new CheckpointError(
+        file,
+        'one latents tensor (torch.save(tensor))',
+        `${tensors.size} tensors (${[...tensors.keys()].slice(0, 3).join(', ')})`,
+      );
+  }
+  const set = latentSetFrom(t, nLatent, dim, file);
+  if (set.count === 0) throw new CheckpointError(file, 'at least one latent', 'none');
+  return set;
+}
+
+/** rosinality's mean_latent(4096) when the checkpoint stores no latent_avg. */
+async function meanLatent(G: GeneratorWeights, seed: number): Promise<Float32Array> {
+  const d = G.config.styleDim;
+  const n = 4096;
+  const g = new Graph();
+  const z = g.input('z', [n, d]);
+  const exe = await compile({ w: mean(new StyleGAN2Graph(g, G).mapping(z), 0, true) });
+  const zs = Float32Array.from(new RandomState(seed).randn(n * d));
+  return (await exe.run({ z: { shape: [n, d], data: zs } })).w.data as Float32Array;
+}
+
+/** coach.py's sampled dataset: `count` w = avg + psi·(mapping(z) − avg), z from RandomState(seed). */
+export async function sampleLatents(
+  G: GeneratorWeights,
+  count: number,
+  seed: number,
+  psi = 0.7,
+): Promise<LatentSet> {
+  const d = G.config.styleDim;
+  const avgData = G.latentAvg ?? (await meanLatent(G, seed ^ 0x5eed));
+  const chunk = Math.min(256, count);
+  const g = new Graph();
+  const z = g.input('z', [chunk, d]);
+  const avg = g.input('avg', [1, d]);
+  const exe = await compile({ w: truncate(new StyleGAN2Graph(g, G).mapping(z), avg, psi) });
+  const rs = new RandomState(seed);
+  const out = new Float32Array(count * d);
+  for (let start = 0; start < count; start += chunk) {
+    const n = Math.min(chunk, count - start);
+    const zs = new Float32Array(chunk * d);
+    zs.set(Float32Array.from(rs.randn(n * d)));
+    const w = (await exe.run({ z: { shape: [chunk, d], data: zs }, avg: { shape: [1, d], data: avgData } })).w
+      .data as Float32Array;
+    out.set(w.subarray(0, n * d), start * d);
+  }
+  return new LatentSet(
+    out,
+    count,
+    G.config.nLatent,
+    d,
+    true,
+    `sampled(seed=${seed}, n=${count}, psi=${psi})`,
+  );
+}
+
+/** A seeded permutation of 0..n-1 (Fisher–Yates on numpy's MT19937 stream). */
+export function permutation(n: number, seed: number): number[] {
+  const rs = new RandomState(seed >>> 0);
+  const p = Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(rs.nextDouble() * (i + 1));
+    [p[i], p[j]] = [p[j], p[i]];
+  }
+  return p;
+}
+
+/** Batch `step` (0-based) of a shuffled, drop-last loader over `count` items: a function of (seed, step). */
+export class BatchOrder {
+  private cache: { epoch: number; perm: number[] } | null = null;
+  readonly perEpoch: number;
+
+  constructor(
+    readonly count: number,
+    readonly batch: number,
+    readonly seed: number,
+  ) {
+    if (count < batch) throw new RangeError(`${count} training latents cannot fill one batch of ${batch}`);
+    this.perEpoch = Math.floor(count / batch);
+  }
+
+  indices(step: number): number[] {
+    const epoch = Math.floor(step / this.perEpoch);
+    if (!this.cache || this.cache.epoch !== epoch)
+      this.cache = { epoch, perm: permutation(this.count, (this.seed * 1000003 + epoch * 7919) >>> 0) };
+    const j = step % this.perEpoch;
+    return this.cache.perm.slice(j * this.batch, (j + 1) * this.batch);
+  }
+}
