@@ -1,6 +1,7 @@
 /** The `styleclip` command: each subcommand lives in its own file and registers here. */
 import { Command, CommanderError } from 'commander';
 import { reportError } from './common.js';
+import { globalCommand } from './global.js';
 import { mapperCommand } from './mapper.js';
 import { optimizeCommand } from './optimize.js';
 import { tokenizeCommand } from './tokenize.js';
@@ -13,6 +14,7 @@ export function buildProgram(): Command {
     .version('0.1.0')
     .showHelpAfterError('(run with --help for usage)');
   program.addCommand(tokenizeCommand());
+  program.addCommand(globalCommand());
   program.addCommand(mapperCommand());
   program.addCommand(optimizeCommand());
   return program;
