@@ -11,7 +11,6 @@ import {
   type Operand,
   type TypeInfo,
 } from './op.js';
-import { cast } from './shape.js';
 
 export function broadcastShapes(a: Shape, b: Shape): number[] {
   const n = Math.max(a.length, b.length);
@@ -49,9 +48,28 @@ function unaryOp(
   };
 }
 
-/** 1 where x > 0, else 0, as a float mask of x's dtype (the subgradient torch uses at 0). */
-export function step(x: Value): Value {
-  return cast(greater(x, 0), x.dtype);
+const whereOp: Op = {
+  name: 'where',
+  infer([c, a, b]) {
+    if (c.dtype !== 'bool') throw new ShapeError('where needs a boolean condition');
+    if (a.dtype !== b.dtype) throw new ShapeError(`dtype mismatch ${a.dtype} vs ${b.dtype}`);
+    return [{ shape: broadcastShapes(c.shape, broadcastShapes(a.shape, b.shape)), dtype: a.dtype }];
+  },
+  lower: simpleLower('Where'),
+  vjp(node, [g]) {
+    if (!g) return [null, null, null];
+    const [c] = node.inputs;
+    return [null, where(c, g, 0), where(c, 0, g)];
+  },
+};
+
+/** Elementwise select: `a` where `cond` holds, else `b` (numbers become scalars of the other's dtype). */
+export function where(cond: Value, a: Operand, b: Operand): Value {
+  if (typeof a === 'number' && typeof b === 'number')
+    throw new ShapeError('where needs at least one tensor branch');
+  const av = typeof a === 'number' ? lift(a, b as Value) : a;
+  const bv = typeof b === 'number' ? lift(b, av) : b;
+  return apply(whereOp, [cond, av, bv]);
 }
 
 const ops: Record<string, Op> = {
@@ -63,7 +81,8 @@ const ops: Record<string, Op> = {
   sigmoid: unaryOp('sigmoid', 'Sigmoid', (_x, y, g) => mul(g, mul(y, sub(1, y)))),
   tanh: unaryOp('tanh', 'Tanh', (_x, y, g) => mul(g, sub(1, mul(y, y)))),
   erf: unaryOp('erf', 'Erf', (x, _y, g) => mul(g, mul(2 / Math.sqrt(Math.PI), exp(neg(mul(x, x)))))),
-  relu: unaryOp('relu', 'Relu', (x, _y, g) => mul(g, step(x))),
+  // Gradients at the kink follow torch: 0 for relu, alpha for leaky relu.
+  relu: unaryOp('relu', 'Relu', (x, _y, g) => where(greater(x, 0), g, 0)),
   abs: unaryOp('abs', 'Abs', (x, _y, g) => mul(g, sign(x))),
   sign: unaryOp('sign', 'Sign', () => null),
   leakyRelu: unaryOp(
@@ -71,7 +90,7 @@ const ops: Record<string, Op> = {
     'LeakyRelu',
     (x, _y, g, node) => {
       const alpha = node.attrs.alpha as number;
-      return mul(g, add(alpha, mul(1 - alpha, step(x))));
+      return where(greater(x, 0), g, mul(g, alpha));
     },
     (node) => ({ alpha: A.float(node.attrs.alpha as number) }),
   ),
@@ -123,8 +142,8 @@ const bin: Record<string, Op> = {
   }),
   // Ties send the whole gradient to `a`, a fixed and documented choice.
   max: binaryOp('max', 'Max', (a, b, _y, g) => {
-    const m = cast(greaterOrEqual(a, b), a.dtype);
-    return [mul(g, m), mul(g, sub(1, m))];
+    const m = greaterOrEqual(a, b);
+    return [where(m, g, 0), where(m, 0, g)];
   }),
   greater: binaryOp('greater', 'Greater', undefined, () => 'bool'),
   greaterOrEqual: binaryOp('greater_or_equal', 'GreaterOrEqual', undefined, () => 'bool'),

@@ -138,45 +138,44 @@ const sliceOp: Op = {
       [e.name(n.outputs[0])],
     );
   },
+  // Scatter the cotangent back in at most five nodes whatever the rank: reverse the negative-step axes,
+  // interleave zeros on the strided axes, trim the overshoot, and pad to the start offsets.
   vjp(n, [g]) {
     if (!g) return [null];
     const x = n.inputs[0];
-    const starts = n.attrs.starts as number[];
     const lens = n.attrs.lens as number[];
     const steps = n.attrs.steps as number[];
+    const starts = (n.attrs.starts as number[]).map((s, i) =>
+      steps[i] < 0 ? s + (lens[i] - 1) * steps[i] : s,
+    );
+    const stride = steps.map(Math.abs);
     let ct = g;
-    for (let ax = 0; ax < x.rank; ax++) {
-      let start = starts[ax];
-      let step = steps[ax];
-      const len = lens[ax];
-      const dim = x.shape[ax];
-      if (len === dim && step === 1) continue;
-      if (step < 0) {
-        // A reversed strided pick is a forward strided pick of the reversed cotangent.
-        ct = sliceAxis(ct, ax, len - 1, -len - 1, -1);
-        start = start + (len - 1) * step;
-        step = -step;
-      }
-      if (step > 1) {
-        // Interleave zeros: [.., len, ..] -> [.., len, step, ..] -> [.., len*step, ..].
-        const shp = [...ct.shape];
-        const withUnit = [...shp.slice(0, ax + 1), 1, ...shp.slice(ax + 1)];
-        const pads = new Array(2 * withUnit.length).fill(0);
-        pads[withUnit.length + ax + 1] = step - 1;
-        ct = pad(reshape(ct, withUnit), pads);
-        const merged = [...shp];
-        merged[ax] = len * step;
-        ct = reshape(ct, merged);
-      }
-      const have = ct.shape[ax];
-      const keep = Math.min(have, dim - start);
-      if (keep < have) ct = sliceAxis(ct, ax, 0, keep, 1);
-      const pads = new Array(2 * x.rank).fill(0);
-      pads[ax] = start;
-      pads[x.rank + ax] = dim - start - keep;
-      ct = pad(ct, pads);
+    if (steps.some((s) => s < 0))
+      ct = slice(
+        ct,
+        steps.map((s, i) => (s < 0 ? lens[i] - 1 : 0)),
+        steps.map((s, i) => (s < 0 ? -lens[i] - 1 : lens[i])),
+        steps.map((s) => (s < 0 ? -1 : 1)),
+      );
+    if (stride.some((s) => s > 1)) {
+      // [.., len, ..] -> [.., len, 1, ..] -> pad the unit axis to the stride -> [.., len*stride, ..]
+      const withUnits = lens.flatMap((d) => [d, 1]);
+      const pads = new Array(2 * withUnits.length).fill(0);
+      stride.forEach((s, i) => {
+        pads[withUnits.length + 2 * i + 1] = s - 1;
+      });
+      ct = reshape(
+        pad(reshape(ct, withUnits), pads),
+        lens.map((d, i) => d * stride[i]),
+      );
     }
-    return [ct];
+    const keep = ct.shape.map((d, i) => Math.min(d, x.shape[i] - starts[i]));
+    ct = slice(
+      ct,
+      keep.map(() => 0),
+      keep,
+    );
+    return [pad(ct, [...starts, ...x.shape.map((d, i) => d - starts[i] - keep[i])])];
   },
 };
 
