@@ -42,7 +42,7 @@ function floats(shape: number[], seed: number): Tensor {
 }
 
 /** A ViT-B/32-shaped TorchScript archive (fp16), grown to about `mb` megabytes. */
-function writeScript(file: string, mb: number): void {
+export function writeScript(file: string, mb: number): void {
   const w = 768;
   const blocks: Record<string, unknown> = { __class__: '__torch__.torch.nn.modules.container.Sequential' };
   const model: Record<string, unknown> = {
@@ -87,7 +87,7 @@ function writeScript(file: string, mb: number): void {
 }
 
 /** A rosinality-style float32 state dict of about `mb` megabytes. */
-function writeZip(file: string, mb: number): void {
+export function writeZip(file: string, mb: number): void {
   const sd = new Map<string, Tensor>();
   for (let i = 0, bytes = 0; bytes < mb * MB; i++, bytes += (512 * 512 + 512) * 4) {
     sd.set(`g_ema.convs.${i}.conv.weight`, floats([1, 512, 512], i));
