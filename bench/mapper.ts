@@ -1,0 +1,142 @@
+/**
+ * `npm run bench -- mapper [case]`: latent-mapper figures on random-weight, full-size models (LevelsMapper
+ * 3 × 4 × 512², FFHQ config-f 1024 generator, ViT-B/32, IR-SE50). Each case runs in its own process.
+ *
+ *   inference  mapper only (no render), ms per latent at batch 1 and 8           target ≤ 2 ms
+ *   apply      w_hat = w + 0.1·M(w) and the 1024² render, batch 1                   target ≤ 1.1 s
+ *   train      one training step, batch 2, 1024², CLIP + L2 + ID, with the Ranger update  target ≤ 6 s
+ *              (and the hours for 50,000 steps; the paper: 10–12 h on one GPU)
+ */
+import { spawnSync } from 'node:child_process';
+import { loadavg } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { MapperApplier } from '../src/edit/mapper/apply.js';
+import { DEFAULT_LAMBDAS, MapperObjective } from '../src/edit/mapper/loss.js';
+import { initMapperWeights, wplusSpec } from '../src/edit/mapper/model.js';
+import { Ranger } from '../src/edit/optim.js';
+import { ClipEncoder } from '../src/models/clip/encoder.js';
+import { fastNormal, randomGeneratorWeights } from '../src/models/stylegan2/weights.js';
+import { buildClip, buildIrse50 } from './clip.js';
+import { report } from './report.js';
+
+const B = 'mapper';
+const load = () => Number(loadavg()[0].toFixed(2));
+const rssGB = () => Number((process.resourceUsage().maxRSS / 1024 / 1024).toFixed(2));
+
+async function median(
+  fn: () => Promise<unknown>,
+  runs: number,
+  warmup = 1,
+): Promise<{ first: number; median: number }> {
+  let first = 0;
+  for (let i = 0; i < warmup; i++) {
+    const t = performance.now();
+    await fn();
+    if (i === 0) first = performance.now() - t;
+  }
+  const times: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const t = performance.now();
+    await fn();
+    times.push(performance.now() - t);
+  }
+  times.sort((a, b) => a - b);
+  return { first, median: times[Math.floor(times.length / 2)] };
+}
+
+function latents(n: number, L: number, seed: number): Float32Array {
+  return fastNormal(seed)(new Float32Array(n * L * 512));
+}
+
+async function inference() {
+  const G = randomGeneratorWeights({ size: 1024, seed: 1 });
+  const M = initMapperWeights(wplusSpec(), 2);
+  for (const batch of [1, 8]) {
+    const ap = await MapperApplier.create(M, G, { batch, render: false });
+    const w = latents(batch, 18, 3);
+    const t = await median(() => ap.run(w), 50, 5);
+    report(B, `mapper_only_b${batch}_per_latent`, t.median / batch, 'ms', {
+      batch,
+      limit_ms: 2,
+      load1: load(),
+    });
+  }
+}
+
+async function apply() {
+  const G = randomGeneratorWeights({ size: 1024, seed: 1 });
+  const M = initMapperWeights(wplusSpec(), 2);
+  const t0 = performance.now();
+  const ap = await MapperApplier.create(M, G, { batch: 1 });
+  const build = (performance.now() - t0) / 1000;
+  const w = latents(1, 18, 3);
+  const t = await median(() => ap.run(w), 5);
+  report(B, 'apply_with_render_1024_b1', t.median / 1000, 's', {
+    first_s: Number((t.first / 1000).toFixed(2)),
+    session_build_s: Number(build.toFixed(1)),
+    limit_s: 1.1,
+    peak_rss_gb: rssGB(),
+    load1: load(),
+  });
+}
+
+async function train() {
+  const tm = performance.now();
+  const G = randomGeneratorWeights({ size: 1024, seed: 1 });
+  const clip = buildClip();
+  const arcface = buildIrse50();
+  const textFeatures = await new ClipEncoder(clip).encodeTexts(['a person with purple hair']);
+  const M = initMapperWeights(wplusSpec(), 2);
+  const models_s = (performance.now() - tm) / 1000;
+  const t0 = performance.now();
+  const obj = await MapperObjective.create(
+    M,
+    { generator: G, clip, textFeatures, arcface },
+    { batch: 2, lambdas: DEFAULT_LAMBDAS },
+  );
+  const build = (performance.now() - t0) / 1000;
+  const opt = new Ranger({ lr: 0.5 });
+  const params = [...M.params].map(([name, p]) => ({
+    name,
+    data: p.data,
+    grad: new Float32Array(p.data.length),
+    shape: p.shape,
+  }));
+  const w = latents(2, 18, 4);
+  let optMs = 0;
+  const step = async () => {
+    const r = await obj.run(M.params, w);
+    const t = performance.now();
+    for (const p of params) p.grad = r.grads.get(p.name)!;
+    opt.step(params);
+    optMs = performance.now() - t;
+  };
+  const t = await median(step, 3);
+  const s = t.median / 1000;
+  report(B, 'train_step_1024_b2_clip_l2_id', s, 's', {
+    first_s: Number((t.first / 1000).toFixed(2)),
+    ranger_update_ms: Number(optMs.toFixed(0)),
+    session_build_s: Number(build.toFixed(1)),
+    random_models_s: Number(models_s.toFixed(1)),
+    limit_s: 6,
+    peak_rss_gb: rssGB(),
+    load1: load(),
+  });
+  report(B, 'train_50000_steps_hours', (s * 50000) / 3600, 'h', { paper_gpu_h: '10-12', load1: load() });
+}
+
+const cases: Record<string, () => Promise<void>> = { inference, apply, train };
+
+export default async function main(): Promise<void> {
+  const only = process.argv[3];
+  if (only) {
+    if (!cases[only]) throw new Error(`unknown case ${only}; one of ${Object.keys(cases).join(', ')}`);
+    await cases[only]();
+    return;
+  }
+  const self = fileURLToPath(new URL('./main.ts', import.meta.url));
+  for (const name of Object.keys(cases)) {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', self, 'mapper', name], { stdio: 'inherit' });
+    if (r.status !== 0) report(B, `${name}_failed`, r.status ?? -1, 'exit code');
+  }
+}
