@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { MapperApplier } from '../src/edit/mapper/apply.js';
 import { DEFAULT_LAMBDAS, MapperObjective } from '../src/edit/mapper/loss.js';
 import { initMapperWeights, wplusSpec } from '../src/edit/mapper/model.js';
-import { Ranger } from '../src/edit/optim.js';
+import { type Param, Ranger } from '../src/edit/optim.js';
 import { ClipEncoder } from '../src/models/clip/encoder.js';
 import { fastNormal, randomGeneratorWeights } from '../src/models/stylegan2/weights.js';
 import { buildClip, buildIrse50 } from './clip.js';
@@ -96,7 +96,7 @@ async function train() {
   );
   const build = (performance.now() - t0) / 1000;
   const opt = new Ranger({ lr: 0.5 });
-  const params = [...M.params].map(([name, p]) => ({
+  const params: Param[] = [...M.params].map(([name, p]) => ({
     name,
     data: p.data,
     grad: new Float32Array(p.data.length),

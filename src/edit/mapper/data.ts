@@ -87,8 +87,19 @@ export function loadLatents(file: string, nLatent: number, dim: number): LatentS
   return set;
 }
 
-/** rosinality's mean_latent(4096) when the checkpoint stores no latent_avg. */
-async function meanLatent(G: GeneratorWeights, seed: number): Promise<Float32Array> {
+const means = new WeakMap<GeneratorWeights, Promise<Float32Array>>();
+
+/** rosinality's mean_latent(4096) when the checkpoint stores no latent_avg (fixed seed, cached). */
+function meanLatent(G: GeneratorWeights): Promise<Float32Array> {
+  let m = means.get(G);
+  if (!m) {
+    m = computeMean(G, 0x5eed);
+    means.set(G, m);
+  }
+  return m;
+}
+
+async function computeMean(G: GeneratorWeights, seed: number): Promise<Float32Array> {
   const d = G.config.styleDim;
   const n = 4096;
   const g = new Graph();
@@ -106,7 +117,7 @@ export async function sampleLatents(
   psi = 0.7,
 ): Promise<LatentSet> {
   const d = G.config.styleDim;
-  const avgData = G.latentAvg ?? (await meanLatent(G, seed ^ 0x5eed));
+  const avgData = G.latentAvg ?? (await meanLatent(G));
   const chunk = Math.min(256, count);
   const g = new Graph();
   const z = g.input('z', [chunk, d]);
