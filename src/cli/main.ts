@@ -4,6 +4,7 @@ import { reportError } from './common.js';
 import { globalCommand } from './global.js';
 import { mapperCommand } from './mapper.js';
 import { optimizeCommand } from './optimize.js';
+import { serveCommand } from './serve.js';
 import { tokenizeCommand } from './tokenize.js';
 
 export function buildProgram(): Command {
@@ -17,6 +18,7 @@ export function buildProgram(): Command {
   program.addCommand(globalCommand());
   program.addCommand(mapperCommand());
   program.addCommand(optimizeCommand());
+  program.addCommand(serveCommand());
   return program;
 }
 
