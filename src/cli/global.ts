@@ -24,7 +24,7 @@ import { writeNpy } from '../io/npy.js';
 import { ClipEncoder } from '../models/clip/encoder.js';
 import { loadClip } from '../models/clip/load.js';
 import { expandTemplates } from '../models/clip/templates.js';
-import { tokenize } from '../models/clip/tokenizer.js';
+import { CONTEXT_LENGTH, TextTooLongError, tokenize } from '../models/clip/tokenizer.js';
 import { loadGenerator } from '../models/stylegan2/load.js';
 import type { GeneratorWeights } from '../models/stylegan2/weights.js';
 import { int, num, parseFlags, progressBar, UserError } from './common.js';
@@ -207,15 +207,22 @@ const editSchema = z
   });
 
 /** Fails early, before any model loads, when a prompt with a template is longer than CLIP's context. */
-function checkPrompt(text: string): void {
-  const longest = expandTemplates(text).reduce((a, b) => (a.length >= b.length ? a : b));
-  tokenize([longest]);
+function checkPrompt(flag: string, text: string): void {
+  try {
+    tokenize(expandTemplates(text));
+  } catch (e) {
+    if (e instanceof TextTooLongError)
+      throw new UserError(
+        `${flag} is too long: with the prompt templates (e.g. "a black and white photo of the ...") it exceeds CLIP's ${CONTEXT_LENGTH}-token context; shorten it`,
+      );
+    throw e;
+  }
 }
 
 async function edit(opts: unknown): Promise<void> {
   const f = parseFlags(editSchema, opts);
-  checkPrompt(f.target);
-  checkPrompt(f.neutral);
+  checkPrompt('--target', f.target);
+  checkPrompt('--neutral', f.neutral);
   const { G, clip } = loadModels(f.generator, f.clip);
   const cfg = G.config;
   const fs3 = loadFs3(f.fs3, cfg, clip.embedDim);
