@@ -82,15 +82,16 @@ const ops: Record<string, Op> = {
   tanh: unaryOp('tanh', 'Tanh', (_x, y, g) => mul(g, sub(1, mul(y, y)))),
   erf: unaryOp('erf', 'Erf', (x, _y, g) => mul(g, mul(2 / Math.sqrt(Math.PI), exp(neg(mul(x, x)))))),
   // Gradients at the kink follow torch: 0 for relu, alpha for leaky relu.
-  relu: unaryOp('relu', 'Relu', (x, _y, g) => where(greater(x, 0), g, 0)),
+  // The masks read the output (same sign as the input), so the input need not be kept for the backward.
+  relu: unaryOp('relu', 'Relu', (_x, y, g) => where(greater(y, 0), g, 0)),
   abs: unaryOp('abs', 'Abs', (x, _y, g) => mul(g, sign(x))),
   sign: unaryOp('sign', 'Sign', () => null),
   leakyRelu: unaryOp(
     'leaky_relu',
     'LeakyRelu',
-    (x, _y, g, node) => {
+    (x, y, g, node) => {
       const alpha = node.attrs.alpha as number;
-      return where(greater(x, 0), g, mul(g, alpha));
+      return where(greater(alpha > 0 ? y : x, 0), g, mul(g, alpha));
     },
     (node) => ({ alpha: A.float(node.attrs.alpha as number) }),
   ),
