@@ -1,6 +1,8 @@
 /** The `styleclip` command: each subcommand lives in its own file and registers here. */
 import { Command, CommanderError } from 'commander';
 import { reportError } from './common.js';
+import { embedCommand } from './embed.js';
+import { generateCommand } from './generate.js';
 import { globalCommand } from './global.js';
 import { mapperCommand } from './mapper.js';
 import { optimizeCommand } from './optimize.js';
@@ -14,7 +16,9 @@ export function buildProgram(): Command {
     .description('Text-driven editing of StyleGAN2 images (StyleCLIP) on ONNX Runtime')
     .version('0.1.0')
     .showHelpAfterError('(run with --help for usage)');
+  program.addCommand(generateCommand());
   program.addCommand(tokenizeCommand());
+  program.addCommand(embedCommand());
   program.addCommand(globalCommand());
   program.addCommand(mapperCommand());
   program.addCommand(optimizeCommand());
