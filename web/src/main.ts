@@ -336,11 +336,13 @@ $('opt-run').addEventListener('click', async () => {
 
 $('opt-cancel').addEventListener('click', async () => {
   if (!job) return;
+  const id = job.id;
+  showMessage('opt-status', 'cancelling…');
   try {
-    await api(`/api/jobs/${job.id}`, undefined, undefined, 'DELETE');
-    showMessage('opt-status', 'cancelling…');
+    await api(`/api/jobs/${id}`, undefined, undefined, 'DELETE');
   } catch (e) {
-    showMessage('opt-status', (e as Error).message, true);
+    // 409: it finished meanwhile; its own event says how.
+    if (job?.id === id) showMessage('opt-status', (e as Error).message, true);
   }
 });
 
