@@ -20,6 +20,8 @@ import { buildClip, buildIrse50 } from './clip.js';
 import { report } from './report.js';
 
 const B = 'mapper';
+/** Micro-batch of the training step (the trainer's default at 1024²: 1); MAPPER_MICRO=2 for one batch-2 graph. */
+const MICRO = Number(process.env.MAPPER_MICRO ?? 1);
 const load = () => Number(loadavg()[0].toFixed(2));
 const rssGB = () => Number((process.resourceUsage().maxRSS / 1024 / 1024).toFixed(2));
 
@@ -92,7 +94,7 @@ async function train() {
   const obj = await MapperObjective.create(
     M,
     { generator: G, clip, textFeatures, arcface },
-    { batch: 2, lambdas: DEFAULT_LAMBDAS },
+    { batch: 2, microBatch: MICRO, lambdas: DEFAULT_LAMBDAS },
   );
   const build = (performance.now() - t0) / 1000;
   const opt = new Ranger({ lr: 0.5 });
@@ -119,6 +121,7 @@ async function train() {
     session_build_s: Number(build.toFixed(1)),
     random_models_s: Number(models_s.toFixed(1)),
     limit_s: 6,
+    micro_batch: MICRO,
     peak_rss_gb: rssGB(),
     load1: load(),
   });

@@ -55,6 +55,7 @@ const trainSchema = z.object({
   fine: z.boolean().default(true),
   steps: positiveInt('--steps').default(50000),
   batch: positiveInt('--batch').default(2),
+  microBatch: positiveInt('--micro-batch').optional(),
   lr: num('--lr')
     .refine((n) => n > 0, { message: '--lr must be positive' })
     .default(0.5),
@@ -146,6 +147,8 @@ async function train(raw: unknown): Promise<void> {
   const testSet: LatentSet = o.latentsTest
     ? loadLatents(o.latentsTest, nLatent, styleDim)
     : await sampleLatents(G, o.testSize, o.seed * 2 + 2);
+  if (o.microBatch !== undefined && o.batch % o.microBatch !== 0)
+    throw new UserError(`--micro-batch ${o.microBatch} must divide --batch ${o.batch}`);
   if (trainSet.count < o.batch)
     throw new UserError(`${trainSet.count} training latent(s) cannot fill one batch of ${o.batch}`);
 
@@ -175,6 +178,7 @@ async function train(raw: unknown): Promise<void> {
       prompt: o.prompt,
       steps: o.steps,
       batch: o.batch,
+      microBatch: o.microBatch,
       lr: o.lr,
       optim: o.optim,
       lambdas: { clip: o.clipLambda, l2: o.l2Lambda, id: idLambda },
@@ -308,6 +312,7 @@ export function mapperCommand(): Command {
     .option('--no-fine', 'no fine mapper (W+ rows 8+ unchanged)')
     .option('--steps <n>', 'optimizer steps', '50000')
     .option('--batch <n>', 'batch size', '2')
+    .option('--micro-batch <n>', 'run each batch in chunks of n (less memory; default 1 above 256²)')
     .option('--lr <x>', 'learning rate', '0.5')
     .option('--optim <name>', 'ranger | adam', 'ranger')
     .option('--clip-lambda <x>', 'weight of the CLIP loss', '1.0')

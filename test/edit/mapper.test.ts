@@ -130,6 +130,33 @@ describe('mapper training objective parity', () => {
     );
     assert.equal(res.grads.size, 24);
   });
+
+  test('micro-batches of 1 give the same losses and gradients', async () => {
+    const m = loadMapper(MAPPER);
+    const clip = loadClip(fx('clip/clip.pt'));
+    const textFeatures = await new ClipEncoder(clip).encodeTexts(['a person with purple hair']);
+    const arcface = loadArcFace(fx('arcface/irse.pth'), { stageUnits: [1, 1, 2, 1] });
+    const obj = await MapperObjective.create(
+      m.weights,
+      { generator: m.decoder!, clip, textFeatures, arcface },
+      { batch: 2, microBatch: 1 },
+    );
+    const r = await obj.run(m.weights.params, f32('stylegan2/wplus_trunc.npy'));
+    const l = r.losses;
+    assertClose([l.loss, l.loss_id, l.loss_clip, l.loss_l2_latent], f32('mapper/train_losses.npy'), {
+      what: 'losses (micro)',
+    });
+    assertClose(
+      r.grads.get('course_mapping.mapping.1.weight')!,
+      f32('mapper/grad_course_mapping_mapping_1_weight.npy'),
+      {
+        rtol: 1e-3,
+        atol: 0,
+        what: 'grad (micro)',
+      },
+    );
+    assertClose(r.xHat, f32('mapper/img_mapped.npy'), { what: 'x_hat (micro)' });
+  });
 });
 
 describe('mapper save / load', () => {

@@ -114,12 +114,19 @@ export interface StepResult {
   xHat: Float32Array;
 }
 
-/** The compiled objective for a fixed batch size: losses (+ all parameter gradients) and both images. */
+/**
+ * The compiled objective for a fixed batch size: losses (+ all parameter gradients) and both images.
+ * With `microBatch` < `batch` the graph is built for micro-batches and run once per chunk; every term is a
+ * mean over the batch, so the batch's losses and gradients are the means over the chunks (the same
+ * numbers up to float32 summation order) at a fraction of the memory (a 1024² step at batch 2 needs
+ * about twice the peak memory of batch 1).
+ */
 export class MapperObjective {
   private constructor(
     private readonly exe: Executable,
     private readonly paramInputs: Map<string, string>,
     readonly batch: number,
+    readonly microBatch: number,
     readonly latentShape: number[],
     readonly withGrads: boolean,
   ) {}
@@ -127,14 +134,17 @@ export class MapperObjective {
   static async create(
     weights: MapperWeights,
     models: LossModels,
-    options: { batch: number; lambdas?: Lambdas; grads?: boolean },
+    options: { batch: number; microBatch?: number; lambdas?: Lambdas; grads?: boolean },
   ): Promise<MapperObjective> {
     const lambdas = options.lambdas ?? DEFAULT_LAMBDAS;
+    const micro = options.microBatch ?? options.batch;
+    if (!(micro >= 1 && options.batch % micro === 0))
+      throw new MapperError(`the micro-batch (${micro}) must divide the batch (${options.batch})`);
     const cfg = models.generator.config;
     const g = new Graph();
     const G = new StyleGAN2Graph(g, models.generator);
     const M = new MapperGraph(g, weights, 'input');
-    const shape = [options.batch, cfg.nLatent, cfg.styleDim];
+    const shape = [micro, cfg.nLatent, cfg.styleDim];
     const w = g.input('w', shape);
     const L = buildMapperLoss(G, M, w, models, lambdas);
     const outs: Record<string, Value> = {
@@ -159,10 +169,61 @@ export class MapperObjective {
     }
     for (const [k, v] of M.inputs) names.set(k, v.name!);
     const exe = await compile(outs, { inputs: [w, ...M.inputs.values()] });
-    return new MapperObjective(exe, names, options.batch, shape, withGrads);
+    return new MapperObjective(exe, names, options.batch, micro, shape, withGrads);
   }
 
   async run(
+    params: ReadonlyMap<string, { shape: number[]; data: Float32Array }>,
+    w: Float32Array,
+  ): Promise<StepResult> {
+    const per = this.latentShape[1] * this.latentShape[2];
+    if (w.length !== this.batch * per)
+      throw new MapperError(
+        `expected ${this.batch} latents of [${this.latentShape.slice(1)}], got ${w.length} values`,
+      );
+    const chunks = this.batch / this.microBatch;
+    if (chunks === 1) return this.runChunk(params, w);
+    const parts: StepResult[] = [];
+    for (let c = 0; c < chunks; c++)
+      parts.push(
+        await this.runChunk(params, w.slice(c * this.microBatch * per, (c + 1) * this.microBatch * per)),
+      );
+    const inv = Math.fround(1 / chunks);
+    const mean = (f: (r: StepResult) => number) =>
+      Math.fround(parts.reduce((a, r) => Math.fround(a + f(r)), 0) * inv);
+    const grads = new Map<string, Float32Array>();
+    for (const k of parts[0].grads.keys()) {
+      const g = parts[0].grads.get(k)!.slice();
+      for (let c = 1; c < chunks; c++) {
+        const h = parts[c].grads.get(k)!;
+        for (let i = 0; i < g.length; i++) g[i] += h[i];
+      }
+      for (let i = 0; i < g.length; i++) g[i] *= inv;
+      grads.set(k, g);
+    }
+    const cat = (f: (r: StepResult) => Float32Array) => {
+      const out = new Float32Array(parts.reduce((a, r) => a + f(r).length, 0));
+      let o = 0;
+      for (const r of parts) {
+        out.set(f(r), o);
+        o += f(r).length;
+      }
+      return out;
+    };
+    return {
+      losses: {
+        loss: mean((r) => r.losses.loss),
+        loss_id: mean((r) => r.losses.loss_id),
+        loss_clip: mean((r) => r.losses.loss_clip),
+        loss_l2_latent: mean((r) => r.losses.loss_l2_latent),
+      },
+      grads,
+      x: cat((r) => r.x),
+      xHat: cat((r) => r.xHat),
+    };
+  }
+
+  private async runChunk(
     params: ReadonlyMap<string, { shape: number[]; data: Float32Array }>,
     w: Float32Array,
   ): Promise<StepResult> {

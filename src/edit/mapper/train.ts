@@ -30,6 +30,11 @@ export interface TrainOptions {
   prompt: string;
   steps: number;
   batch: number;
+  /**
+   * Run the batch in chunks of this size (same losses and gradients, less memory). Default: the whole
+   * batch up to 256², else 1.
+   */
+  microBatch?: number;
   lr: number;
   optim: 'ranger' | 'adam';
   lambdas: Lambdas;
@@ -252,8 +257,10 @@ export class MapperTrainer {
     const o = this.options;
     const test = this.data.test;
     const b = Math.min(o.batch, test.count);
+    const micro = o.microBatch ?? (this.models.generator.config.size <= 256 ? b : 1);
     this.validator ??= await MapperObjective.create(this.weights, this.models, {
       batch: b,
+      microBatch: b % micro === 0 ? micro : 1,
       lambdas: o.lambdas,
       grads: false,
     });
