@@ -98,6 +98,8 @@ export function writeZip(file: string, mb: number): void {
 
 interface ChildResult {
   seconds: number;
+  /** User + system CPU time of the load: on a busy shared machine, the figure least inflated by others. */
+  cpuSeconds: number;
   maxRssMB: number;
   /** The child's peak before loading (node + tsx), included in maxRssMB. */
   baseRssMB: number;
@@ -108,6 +110,7 @@ interface ChildResult {
 /** In the child: one timed load, then its figures as JSON. */
 function child(file: string, mode: string): void {
   const baseRssMB = process.resourceUsage().maxRSS / 1024;
+  const cpu0 = process.cpuUsage();
   const t = performance.now();
   let tensors = 0;
   let floats = 0;
@@ -118,8 +121,11 @@ function child(file: string, mode: string): void {
     for (const x of ck.tensors.values()) if (x.dtype === 'float32') floats += x.data.length;
   }
   const seconds = (performance.now() - t) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  const cpuSeconds = (cpu.user + cpu.system) / 1e6;
   const out: ChildResult = {
     seconds,
+    cpuSeconds,
     maxRssMB: process.resourceUsage().maxRSS / 1024,
     baseRssMB,
     tensors,
@@ -163,6 +169,9 @@ export default async function main(): Promise<void> {
       report('io', name, size / MB / r.seconds, 'MB/s', {
         file_MB: Number((size / MB).toFixed(1)),
         seconds: Number(r.seconds.toFixed(3)),
+        cpu_seconds: Number(r.cpuSeconds.toFixed(3)),
+        MB_per_cpu_s: Number((size / MB / r.cpuSeconds).toFixed(1)),
+        load_avg: Number((await import('node:os')).loadavg()[0].toFixed(2)),
         peak_rss_MB: Math.round(r.maxRssMB),
         process_base_rss_MB: Math.round(r.baseRssMB),
         peak_rss_over_file: Number(((r.maxRssMB * 1.048576) / (size / MB)).toFixed(2)),

@@ -1,3 +1,5 @@
+import { halfToFloat32Simd } from './half-simd.js';
+
 /**
  * The host tensor that every loader in `src/io` returns: a dtype, a shape and a C-contiguous typed array.
  * Half-precision types keep their raw bits in a Uint16Array; `toFloat32` widens them.
@@ -102,6 +104,12 @@ export function halfToFloatTable(): Float32Array {
     if (e === 0) t[h] = s * 2 ** -14 * (f / 1024);
     else if (e === 31) t[h] = f ? Number.NaN : s * Number.POSITIVE_INFINITY;
     else t[h] = s * 2 ** (e - 15) * (1 + f / 1024);
+  }
+  // NaNs keep their payload, as torch's conversion does (a JS NaN store would canonicalize it).
+  const bits = new Uint32Array(t.buffer);
+  for (let f = 1; f < 1024; f++) {
+    bits[0x7c00 | f] = 0x7f800000 | (f << 13);
+    bits[0xfc00 | f] = 0xff800000 | (f << 13);
   }
   halfTable = t;
   return t;

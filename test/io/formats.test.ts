@@ -8,7 +8,7 @@ import { CheckpointError } from '../../src/io/errors.js';
 import { loadTensors } from '../../src/io/index.js';
 import { loadSafetensors, parseSafetensors, saveSafetensors } from '../../src/io/safetensors.js';
 import { FileSource } from '../../src/io/source.js';
-import { float32ToHalf, type Tensor } from '../../src/io/tensor.js';
+import { float32ToHalf, halfToFloat32, halfToFloatTable, type Tensor } from '../../src/io/tensor.js';
 import { loadTensor, loadTorch, loadTorchBytes } from '../../src/io/torch.js';
 import { saveTorch } from '../../src/io/torch-write.js';
 import { ZipReader } from '../../src/io/zip.js';
@@ -133,4 +133,20 @@ test('safetensors: round trip, fp16 widening, and the HF layout', () => {
   const json = raw.slice();
   json[9] = 0x7b;
   assert.throws(() => parseSafetensors(json), CheckpointError);
+});
+
+test('float16 widening: SIMD and table agree on all 65536 values, in place and with odd lengths', () => {
+  const table = new Uint32Array(halfToFloatTable().buffer);
+  for (const n of [65536, 65536 + 7, 1031]) {
+    const out = new Float32Array(n);
+    const src = new Uint16Array(out.buffer, n * 2, n);
+    for (let i = 0; i < n; i++) src[i] = i & 0xffff;
+    halfToFloat32(src, out);
+    const bits = new Uint32Array(out.buffer);
+    for (let i = 0; i < n; i++)
+      if (bits[i] !== table[i & 0xffff]) assert.fail(`half 0x${(i & 0xffff).toString(16)}`);
+  }
+  assert.equal(new Float32Array(new Uint32Array([table[0x3c00]]).buffer)[0], 1);
+  assert.equal(table[0x7e00], 0x7fc00000);
+  assert.equal(float32ToHalf(1 / 3), 0x3555);
 });
