@@ -1,5 +1,3 @@
-import { halfToFloat32Simd } from './half-simd.js';
-
 /**
  * The host tensor that every loader in `src/io` returns: a dtype, a shape and a C-contiguous typed array.
  * Half-precision types keep their raw bits in a Uint16Array; `toFloat32` widens them.
