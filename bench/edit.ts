@@ -163,6 +163,7 @@ const rssNowGB = () => process.memoryUsage.rss() / 2 ** 30;
 async function optimizeStep(name: string, withId: boolean, steps: number): Promise<void> {
   const { opt, tModels, tBuild, rssModels } = await buildOptimizer(withId);
   const rssSession = rssNowGB();
+  const peakBuild = rssGB();
   const randn = fastNormal(11);
   const { nLatent: L, styleDim: D } = opt.generator.config;
   const init = randn(new Float32Array(L * D));
@@ -171,6 +172,7 @@ async function optimizeStep(name: string, withId: boolean, steps: number): Promi
   const t2 = performance.now();
   await run.step(); // with ID: includes the pre-run that computes the target features
   const tFirst = (performance.now() - t2) / 1000;
+  const peakFirst = rssGB();
   const times: number[] = [];
   const cpu: number[] = [];
   for (let i = 0; i < steps; i++) {
@@ -200,6 +202,8 @@ async function optimizeStep(name: string, withId: boolean, steps: number): Promi
     limit: 5,
     rss_models_gb: Number(rssModels.toFixed(2)),
     rss_session_gb: Number(rssSession.toFixed(2)),
+    peak_build_gb: Number(peakBuild.toFixed(2)),
+    peak_first_step_gb: Number(peakFirst.toFixed(2)),
   });
 }
 
