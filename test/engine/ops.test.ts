@@ -97,6 +97,15 @@ describe('binary primitives broadcast like numpy', () => {
         await checkVjp(f, shapes, { domain });
     });
   }
+  test('where selects, and sends each cotangent to the branch it came from', async () => {
+    await checkForward(
+      (a, b) => o.where(o.greater(a, b), a, b),
+      [[2, 3], [3]],
+      (a, b) => a.map((x, i) => Math.max(x, b[i % 3])),
+    );
+    await checkVjp((a, b) => o.where(o.greater(a, 0), a, o.mul(b, 3)), [[2, 3], [3]]);
+    await checkVjp((a) => o.where(o.greater(a, 0), 1, a), [[4]]);
+  });
   test('number operands become scalars of the tensor dtype', () =>
     checkForward(
       (x) => o.sub(1, o.mul(x, 2)),
