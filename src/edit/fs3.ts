@@ -43,7 +43,7 @@ export interface Fs3Options {
   stats?: StyleStats;
   /** The edit strength in channel stds (5 in the official code for FFHQ). */
   alpha?: number;
-  /** Renders per engine run (default: as many as fit about 4M pixels, at most 32). */
+  /** Renders per engine run (default: about 1M pixels' worth, 1 at 1024², 16 at 256², at most 32). */
   batch?: number;
   /** Reproduce the official script's in-place update of the base codes (default false; see the module comment). */
   carryOver?: boolean;
@@ -180,7 +180,7 @@ export async function precomputeFs3(
   const dims = cfg.styleDims;
   const layers = selectLayers(cfg, options.layers ?? 'all');
   if (!(Number.isInteger(K) && K >= 1)) throw new RangeError(`images must be a positive integer, got ${K}`);
-  const B = options.batch ?? Math.max(1, Math.min(32, Math.floor(4_194_304 / (size * size))));
+  const B = options.batch ?? Math.max(1, Math.min(32, Math.floor(1_048_576 / (size * size))));
   const dir = options.checkpointDir;
 
   // Settings that change the result go into the fingerprint; a checkpoint from other settings is refused.
