@@ -170,6 +170,7 @@ export class Studio {
   private readonly appliers = new Map<string, Promise<MapperApplier>>();
   private readonly optimizers = new Map<string, Promise<LatentOptimizer>>();
   private uploadCount = 0;
+  private readonly directions = new Map<string, Float32Array>();
 
   constructor(
     readonly models: StudioModels,
@@ -310,7 +311,13 @@ export class Studio {
   async boundary(target: string, neutral: string, beta: number): Promise<Boundary> {
     const ed = await this.globalEditor();
     this.checkText(target, neutral);
-    const dt = await this.lane.run('interactive', () => ed.direction(target, neutral));
+    // A known direction needs no engine call, so the channel count never waits behind a render.
+    const key = `${target}\0${neutral}`;
+    let dt = this.directions.get(key);
+    if (!dt) {
+      dt = await this.lane.run('interactive', () => ed.direction(target, neutral));
+      remember(this.directions, key, dt);
+    }
     return globalBoundary(ed.fs3, dt, ed.stats.std, this.config, beta);
   }
 

@@ -201,15 +201,34 @@ for (const b of document.querySelectorAll<HTMLButtonElement>('.tabs button'))
 
 // --- global directions --------------------------------------------------------------------------------
 
-// Renders are debounced while a slider moves; a newer render aborts the one in flight, and an answer that
-// arrives after a newer request was issued is dropped, so the picture always follows the latest slider.
+// Renders are debounced while a slider moves, and at most one is in flight: what the sliders say meanwhile
+// is kept as the next request (only the latest), sent when the answer arrives. An answer for anything older
+// than what is on screen (another image, an earlier request) is dropped, so the picture follows the sliders.
 let issued = 0;
-let inflight: AbortController | null = null;
+let shown = 0;
+let busy = false;
+let wanted: { preview: boolean } | null = null;
 let debounce: ReturnType<typeof setTimeout> | undefined;
 
 function globalRender(preview: boolean, delay = 0): void {
   clearTimeout(debounce);
-  debounce = setTimeout(() => void globalRequest(preview), delay);
+  debounce = setTimeout(() => {
+    wanted = { preview };
+    void pump();
+  }, delay);
+}
+
+async function pump(): Promise<void> {
+  if (busy || !wanted) return;
+  const w = wanted;
+  wanted = null;
+  busy = true;
+  try {
+    await globalRequest(w.preview);
+  } finally {
+    busy = false;
+  }
+  void pump();
 }
 
 async function globalRequest(preview: boolean): Promise<void> {
@@ -220,9 +239,6 @@ async function globalRequest(preview: boolean): Promise<void> {
     return;
   }
   const seq = ++issued;
-  inflight?.abort();
-  const ac = new AbortController();
-  inflight = ac;
   const body = {
     image: state.selected,
     neutral: $<HTMLInputElement>('neutral').value.trim() || 'face',
@@ -232,8 +248,9 @@ async function globalRequest(preview: boolean): Promise<void> {
     preview: preview && state.info?.previewSize != null,
   };
   try {
-    const r = await api<EditAnswer>('/api/global', body, ac.signal);
-    if (seq !== issued) return; // stale
+    const r = await api<EditAnswer>('/api/global', body);
+    if (seq < shown || body.image !== state.selected) return; // stale
+    shown = seq;
     $('channels').textContent = String(r.numChannels);
     setAfter(
       r.image,
@@ -242,10 +259,26 @@ async function globalRequest(preview: boolean): Promise<void> {
     $('render-info').textContent = `${r.size}² in ${r.timing?.totalMs ?? '?'} ms`;
     showMessage('global-msg', r.numChannels === 0 ? 'No channel passes β: lower β or change the texts.' : '');
   } catch (e) {
-    if ((e as Error).name === 'AbortError' || seq !== issued) return;
+    if (seq < shown) return;
     showMessage('global-msg', (e as Error).message, true);
-  } finally {
-    if (inflight === ac) inflight = null;
+  }
+}
+
+// The channel count follows β at once (no render needed).
+let countSeq = 0;
+async function channelCount(): Promise<void> {
+  const target = $<HTMLInputElement>('target').value.trim();
+  if (!target || !state.info?.global) return;
+  const seq = ++countSeq;
+  try {
+    const r = await api<{ numChannels: number }>('/api/global/channels', {
+      neutral: $<HTMLInputElement>('neutral').value.trim() || 'face',
+      target,
+      beta: Number($<HTMLInputElement>('beta').value),
+    });
+    if (seq === countSeq) $('channels').textContent = String(r.numChannels);
+  } catch {
+    // the render's answer will say what is wrong
   }
 }
 
@@ -256,6 +289,7 @@ function bindSlider(id: string, out: string, digits: number): void {
   };
   input.addEventListener('input', () => {
     show();
+    if (id === 'beta') void channelCount();
     globalRender(true, 40);
   });
   input.addEventListener('change', () => {
