@@ -1,9 +1,12 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
+import { readStartLatent } from '../../src/cli/optimize.js';
 import { LatentOptimizer, promptFeatures, runOptimization, stylesOf } from '../../src/edit/optimize.js';
 import { lrSchedule } from '../../src/edit/schedule.js';
-import { parseNpy } from '../../src/io/npy.js';
+import { encodeNpy, parseNpy } from '../../src/io/npy.js';
 import { loadArcFace } from '../../src/models/arcface/load.js';
 import { loadClip } from '../../src/models/clip/load.js';
 import { loadGenerator } from '../../src/models/stylegan2/load.js';
@@ -106,5 +109,35 @@ describe('latent optimization (run_optimization.py)', () => {
     assert.deepEqual(rs.latent.shape, [1, total]);
     assert.ok(rs.history[2].l2 > 0);
     await s.release();
+  });
+
+  test('starting latents: W+ [L, D], [1, L, D], a batch row, or one w on every layer; other shapes are refused', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'optimize-latent-'));
+    try {
+      const save = (name: string, shape: number[]) => {
+        const n = shape.reduce((a, b) => a * b, 1);
+        const file = join(dir, `${name}.npy`);
+        writeFileSync(
+          file,
+          encodeNpy({ dtype: 'float32', shape, data: Float32Array.from({ length: n }, (_, i) => i) }),
+        );
+        return file;
+      };
+      const wplus = Float32Array.from({ length: L * D }, (_, i) => i);
+      assert.deepEqual(readStartLatent(save('a', [L, D]), 0, generator), wplus);
+      assert.deepEqual(readStartLatent(save('b', [1, L, D]), 0, generator), wplus);
+      assert.deepEqual(
+        readStartLatent(save('c', [2, L, D]), 1, generator),
+        wplus.map((v) => v + L * D),
+      );
+      const w = readStartLatent(save('d', [D]), 0, generator);
+      assert.deepEqual(w.subarray((L - 1) * D), w.subarray(0, D));
+      assert.deepEqual(readStartLatent(save('e', [1, D]), 0, generator), w);
+      assert.throws(() => readStartLatent(save('f', [L, D - 1]), 0, generator), /does not fit/);
+      assert.throws(() => readStartLatent(save('g', [3, D]), 0, generator), /does not fit/);
+      assert.throws(() => readStartLatent(save('h', [2, L, D]), 2, generator), /out of range/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
