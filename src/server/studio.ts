@@ -450,9 +450,22 @@ export class Studio {
     }
     if (ctx.cancelled) return { steps: run.stepsDone, stopped: true, image: null, losses: null };
     const final = await bg(() => run.evaluate());
+    // A W+ result joins the gallery, so it can be edited further (global directions, mappers).
+    let added: GalleryItem | null = null;
+    if (run.wplus) {
+      const item: GalleryItem = {
+        id: `upload:opt${++this.uploadCount}:0`,
+        label: `optimized: ${r.prompt}`,
+        source: 'upload',
+      };
+      this.gallery.set(item.id, { item, wplus: run.wplus.slice() });
+      this.trackUpload(item.id.split(':')[1]);
+      added = item;
+    }
     return {
       steps: run.stepsDone,
       stopped: false,
+      added,
       image: await image(final.image),
       losses: { loss: final.loss, clip: final.clip, l2: final.l2, id: final.id },
     };
@@ -487,9 +500,14 @@ export class Studio {
       this.gallery.set(item.id, { item, wplus: lat.data.slice(i * per, (i + 1) * per) });
       items.push(item);
     }
+    this.trackUpload(uid);
+    return items;
+  }
+
+  /** Keeps the gallery bounded: the oldest upload (or optimization result) goes when there are more than 16. */
+  private trackUpload(uid: string): void {
     this.uploads.push(uid);
-    // Keep the gallery bounded: the oldest upload goes when there are more than 8.
-    if (this.uploads.length > 8) {
+    if (this.uploads.length > 16) {
       const old = this.uploads.shift()!;
       for (const k of [...this.gallery.keys()])
         if (k.startsWith(`upload:${old}:`)) {
@@ -498,7 +516,6 @@ export class Studio {
           this.originals.delete(k);
         }
     }
-    return items;
   }
 }
 

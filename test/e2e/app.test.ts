@@ -128,6 +128,7 @@ describe('styleclip serve in Chromium', { skip }, () => {
     assert.notEqual(await src('after'), beforeRun);
     assert.match((await page.locator('#after-caption').textContent()) ?? '', /optimized/);
     assert.equal(await page.locator('#opt-cancel').isDisabled(), true);
+    assert.equal(await page.locator('#gallery .thumb').count(), 7, 'the result joins the gallery');
     await page.screenshot({ path: join(outDir, 'optimize.png') });
   });
 

@@ -180,6 +180,10 @@ describe('styleclip serve API', () => {
     const done = ev.at(-1)!;
     assert.equal(done.type, 'done');
     assert.match(done.image as string, /^data:image\/png/);
+    const added = done.added as { id: string; label: string };
+    assert.equal(added.label, 'optimized: a person with purple hair');
+    const again = await post(`${base}/global`, { ...edit, image: added.id });
+    assert.equal(again.status, 200, 'the result can be edited further');
     const st = await (await fetch(`${base}/jobs/${r.json.id}`)).json();
     assert.equal(st.state, 'done');
     assert.equal(st.position, null);

@@ -357,6 +357,8 @@ $('opt-run').addEventListener('click', async () => {
     };
     on('done', (e) => {
       bar.value = bar.max;
+      const added = (e as { added?: GalleryItem | null }).added;
+      if (added && !document.querySelector(`#gallery .thumb[data-id="${added.id}"]`)) addThumb(added);
       if (e.image) setAfter(e.image, `optimized: “${body.prompt}”`);
       finish(`done: ${body.steps} steps`);
     });
