@@ -123,22 +123,14 @@ export function readStartLatent(path: string, index: number, W: GeneratorWeights
 
 const fmt = (x: number) => (Math.abs(x) >= 100 ? x.toFixed(1) : x.toFixed(4));
 
-async function optimizeAction(o: Flags): Promise<void> {
-  try {
-    tokenize([o.prompt]);
-  } catch (e) {
-    if (e instanceof TextTooLongError) throw new UserError(`--prompt: ${e.message}`);
-    throw e;
-  }
+/**
+ * Loads the models, picks the start and compiles the step graph. CLIP's and ArcFace's host weights are
+ * only referenced from this frame, so they are garbage once it returns (the session holds its own copy).
+ */
+async function prepare(o: Flags) {
   const generator = loadGenerator(o.generator);
-  const clip = loadClip(o.clip);
-  const arcface =
-    o.idLambda > 0
-      ? loadArcFace(o.arcface!, o.arcfaceUnits ? { stageUnits: o.arcfaceUnits } : {})
-      : undefined;
   const S = generator.config.size;
   if (S < 32) throw new UserError(`the generator makes ${S}² images; the CLIP loss needs at least 32²`);
-
   let start: Float32Array;
   let from: string;
   if (o.latent) {
@@ -152,10 +144,11 @@ async function optimizeAction(o: Flags): Promise<void> {
     start = await meanWPlus(generator);
     from = 'the mean latent';
   }
-
-  mkdirSync(o.out, { recursive: true });
-  const logFile = join(o.out, 'losses.jsonl');
-  writeFileSync(logFile, '');
+  const clip = loadClip(o.clip);
+  const arcface =
+    o.idLambda > 0
+      ? loadArcFace(o.arcface!, o.arcfaceUnits ? { stageUnits: o.arcfaceUnits } : {})
+      : undefined;
   const text = await promptFeatures(clip, o.prompt);
   const opt = await LatentOptimizer.create(
     { generator, clip, arcface },
@@ -168,6 +161,20 @@ async function optimizeAction(o: Flags): Promise<void> {
       idLambda: o.idLambda,
     },
   );
+  return { opt, start, from, text, S };
+}
+
+async function optimizeAction(o: Flags): Promise<void> {
+  try {
+    tokenize([o.prompt]);
+  } catch (e) {
+    if (e instanceof TextTooLongError) throw new UserError(`--prompt: ${e.message}`);
+    throw e;
+  }
+  const { opt, start, from, text, S } = await prepare(o);
+  mkdirSync(o.out, { recursive: true });
+  const logFile = join(o.out, 'losses.jsonl');
+  writeFileSync(logFile, '');
   const run = await opt.start(start, text);
   process.stderr.write(
     `optimizing ${o.mode === 'edit' ? 'an edit' : 'a free generation'} in ${o.space === 's' ? 'StyleSpace' : 'W+'} from ${from}: ` +

@@ -91,7 +91,7 @@ const f32 = (t: HostTensor) => t.data as Float32Array;
 /**
  * A full collection before a run's first step: at 1024² the serialized model and the host copies of the
  * weights compiled into the session (which a caller may drop once `create` returns) are about a gigabyte of
- * garbage that V8 does not reclaim before the first step grows the engine's arena (measured: 6.8 → 5.3 GB
+ * garbage that V8 does not reclaim before the first step allocates its activations (measured: 6.0 → 4.8 GB
  * peak RSS).
  */
 function collectGarbage(): void {
