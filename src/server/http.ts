@@ -86,6 +86,10 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
     });
     req.on('end', () => resolve(Buffer.concat(chunks)));
     req.on('error', reject);
+    // A client that goes away mid-body settles the promise too (nothing is answered then).
+    req.on('close', () => {
+      if (!req.complete) reject(new ApiError(400, 'the request body was cut off'));
+    });
   });
 }
 
