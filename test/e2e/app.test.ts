@@ -112,7 +112,8 @@ describe('styleclip serve in Chromium', { skip }, () => {
       (f) => (document.getElementById('after') as HTMLImageElement).src !== f,
       first,
     );
-    assert.equal(await page.locator('#download').isEnabled(), true);
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download')]);
+    assert.equal(download.suggestedFilename(), 'styleclip_seed_2.png');
     await page.screenshot({ path: join(outDir, 'global.png') });
     assert.deepEqual(errors, []);
   });

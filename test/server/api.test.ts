@@ -217,6 +217,24 @@ describe('styleclip serve API', () => {
     assert.deepEqual(await (await fetch(`${base}/jobs`)).json(), { running: null, waiting: [] });
   });
 
+  test('the queue is bounded: 16 jobs wait behind the running one, the next is a 429', async () => {
+    const ids: string[] = [];
+    const job = { image: 'seed:1', prompt: 'purple hair', steps: 1000 };
+    for (let i = 0; i < 17; i++) {
+      const r = await post(`${base}/jobs/optimize`, job);
+      assert.equal(r.status, 202);
+      ids.push(r.json.id as string);
+    }
+    const full = await post(`${base}/jobs/optimize`, job);
+    assert.equal(full.status, 429);
+    assert.match(full.json.error as string, /queue is full/);
+    const last = await (await fetch(`${base}/jobs/${ids[16]}`)).json();
+    assert.equal(last.position, 16);
+    for (const id of ids.reverse()) await fetch(`${base}/jobs/${id}`, { method: 'DELETE' });
+    await srv.queue.idle();
+    assert.deepEqual(await (await fetch(`${base}/jobs`)).json(), { running: null, waiting: [] });
+  });
+
   test('a failing job leaves the server healthy', async () => {
     const real = studio.optimize;
     studio.optimize = async () => {
