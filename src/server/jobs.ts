@@ -66,6 +66,11 @@ export class Job implements JobContext {
   requestCancel(): void {
     this.cancelFlag = true;
   }
+
+  /** Drops the intermediate images of a finished job (its log stays; the final image is in `result`). */
+  compact(): void {
+    for (const e of this.events) if (e.type === 'progress' && 'image' in e) delete e.image;
+  }
 }
 
 export class JobQueue {
@@ -77,7 +82,7 @@ export class JobQueue {
     /** Jobs allowed to wait behind the running one. */
     readonly maxWaiting = 16,
     /** Finished jobs remembered for status queries. */
-    readonly keepFinished = 50,
+    readonly keepFinished = 20,
   ) {}
 
   submit(kind: string, params: Record<string, unknown>, body: JobBody): Job {
@@ -160,6 +165,7 @@ export class JobQueue {
         },
       )
       .finally(() => {
+        job.compact();
         this.running = null;
         this.prune();
         this.pump();
