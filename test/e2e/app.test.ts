@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import type { BrowserContext, Page } from 'playwright-core';
 import type { RunningServer } from '../../src/server/index.js';
 import { buildWeb } from '../../web/build.js';
-import { startFixtureServer } from '../server/helpers.js';
+import { fx, startFixtureServer } from '../server/helpers.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const found = existsSync(CHROMIUM);
@@ -140,6 +140,17 @@ describe('styleclip serve in Chromium', { skip }, () => {
     await page.click('#opt-cancel');
     await waitText('opt-status', /^cancelled/);
     assert.equal(await page.locator('#opt-run').isEnabled(), true);
+  });
+
+  test('upload a latent file: its images join the gallery', async () => {
+    const before = await page.locator('#gallery .thumb').count();
+    await page.setInputFiles('#upload', fx('stylegan2/wplus_trunc.npy'));
+    await waitText('status', /^upload:u\d+:0$/);
+    assert.equal(await page.locator('#gallery .thumb').count(), before + 2);
+    assert.equal(
+      await page.locator('#gallery .thumb[aria-pressed="true"]').getAttribute('title'),
+      'wplus_trunc.npy #0',
+    );
   });
 
   test('apply a mapper', async () => {
