@@ -53,7 +53,7 @@ describe('styleclip serve in Chromium', { skip }, () => {
       viewport: { width: 1280, height: 760 },
     });
     page = ctx.pages()[0] ?? (await ctx.newPage());
-    page.setDefaultTimeout(15_000);
+    page.setDefaultTimeout(30_000);
   });
 
   after(async () => {
