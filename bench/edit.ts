@@ -28,126 +28,25 @@ import {
   stylesFromWplus,
 } from '../src/edit/global.js';
 import { LatentOptimizer } from '../src/edit/optimize.js';
-import type { Tensor } from '../src/io/tensor.js';
-import { ArcFaceModel } from '../src/models/arcface/model.js';
 import { ClipEncoder } from '../src/models/clip/encoder.js';
-import { type ClipConfig, ClipModel, expectedShapes } from '../src/models/clip/model.js';
 import {
   configFChannels,
   fastNormal,
   type GeneratorWeights,
   randomGeneratorWeights,
 } from '../src/models/stylegan2/weights.js';
+import { buildClip, buildIrse50 } from './clip.js';
 import { report } from './report.js';
 
 const B = 'edit';
 const rssGB = () => process.resourceUsage().maxRSS / 1024 / 1024;
 
-/** OpenAI ViT-B/32's hyper-parameters. */
-const VIT_B32: ClipConfig = {
-  embedDim: 512,
-  imageResolution: 224,
-  visionLayers: 12,
-  visionWidth: 768,
-  visionHeads: 12,
-  visionPatchSize: 32,
-  contextLength: 77,
-  vocabSize: 49408,
-  textWidth: 512,
-  textHeads: 8,
-  textLayers: 12,
-};
-
-function stateDict(shapes: Map<string, number[]>, init: (key: string, n: number) => Float32Array) {
-  const sd = new Map<string, Tensor>();
-  for (const [k, shape] of shapes)
-    sd.set(k, {
-      dtype: 'float32',
-      shape,
-      data: init(
-        k,
-        shape.reduce((a, b) => a * b, 1),
-      ),
-    });
-  return sd;
-}
-
-export function randomClip(seed = 3): ClipModel {
-  const randn = fastNormal(seed);
-  return ClipModel.fromStateDict(
-    stateDict(expectedShapes(VIT_B32), (k, n) => {
-      if (k === 'logit_scale') return Float32Array.of(Math.log(100));
-      if (/ln_\w+\.weight$|ln_final\.weight$/.test(k)) return new Float32Array(n).fill(1);
-      if (k.endsWith('bias')) return new Float32Array(n);
-      return randn(new Float32Array(n), 0.02);
-    }),
-    { hash: `bench-random-vit-b32-${seed}` },
-  );
-}
-
-/** IR-SE50 (model_ir_se50.pth) state-dict shapes: stages (64,3) (128,4) (256,14) (512,3). */
-function irse50Shapes(): Map<string, number[]> {
-  const m = new Map<string, number[]>();
-  const bn = (p: string, c: number) => {
-    for (const s of ['weight', 'bias', 'running_mean', 'running_var']) m.set(`${p}.${s}`, [c]);
-  };
-  m.set('input_layer.0.weight', [64, 3, 3, 3]);
-  bn('input_layer.1', 64);
-  m.set('input_layer.2.weight', [64]);
-  let i = 0;
-  let cin = 64;
-  for (const [d, n] of [
-    [64, 3],
-    [128, 4],
-    [256, 14],
-    [512, 3],
-  ]) {
-    for (let k = 0; k < n; k++, i++) {
-      const inC = k === 0 ? cin : d;
-      if (inC !== d) {
-        m.set(`body.${i}.shortcut_layer.0.weight`, [d, inC, 1, 1]);
-        bn(`body.${i}.shortcut_layer.1`, d);
-      }
-      bn(`body.${i}.res_layer.0`, inC);
-      m.set(`body.${i}.res_layer.1.weight`, [d, inC, 3, 3]);
-      m.set(`body.${i}.res_layer.2.weight`, [d]);
-      m.set(`body.${i}.res_layer.3.weight`, [d, d, 3, 3]);
-      bn(`body.${i}.res_layer.4`, d);
-      m.set(`body.${i}.res_layer.5.fc1.weight`, [d / 16, d, 1, 1]);
-      m.set(`body.${i}.res_layer.5.fc2.weight`, [d, d / 16, 1, 1]);
-    }
-    cin = d;
-  }
-  bn('output_layer.0', 512);
-  m.set('output_layer.3.weight', [512, 512 * 7 * 7]);
-  m.set('output_layer.3.bias', [512]);
-  bn('output_layer.4', 512);
-  return m;
-}
-
-export function randomIrse50(seed = 5): ArcFaceModel {
-  const randn = fastNormal(seed);
-  const shapes = irse50Shapes();
-  return ArcFaceModel.fromStateDict(
-    stateDict(shapes, (k, n) => {
-      if (k.endsWith('running_var')) return new Float32Array(n).fill(1);
-      if (k.endsWith('running_mean') || k.endsWith('.bias')) return new Float32Array(n);
-      if (/(res_layer\.(0|4)|input_layer\.1|shortcut_layer\.1|output_layer\.(0|4))\.weight$/.test(k))
-        return new Float32Array(n).fill(1);
-      if (k.endsWith('res_layer.2.weight') || k === 'input_layer.2.weight')
-        return new Float32Array(n).fill(0.25);
-      const fanIn = n / shapes.get(k)![0];
-      return randn(new Float32Array(n), 1 / Math.sqrt(fanIn));
-    }),
-  );
-}
-
 /** Builds the random models and compiles the step graph; the models' host copies die with this frame. */
 async function buildOptimizer(withId: boolean) {
   const t0 = performance.now();
   const generator = randomGeneratorWeights({ size: 1024, seed: 1 });
-  const clip = randomClip();
-  const arcface = withId ? randomIrse50() : undefined;
+  const clip = buildClip();
+  const arcface = withId ? buildIrse50() : undefined;
   const tModels = (performance.now() - t0) / 1000;
   const rssModels = rssNowGB();
   const t1 = performance.now();
@@ -244,7 +143,7 @@ function randomFs3(rows: number, e: number): Float32Array {
 
 async function globalEdit(runs: number): Promise<void> {
   const G = randomGenerator(1024);
-  const clip = new ClipEncoder(randomClip());
+  const clip = new ClipEncoder(buildClip());
   const fs3 = randomFs3(fs3Rows(G.config), clip.embedDim);
   const editor = new GlobalEditor(G, clip, fs3, randomStats(G));
   const dt = fastNormal(23)(new Float32Array(clip.embedDim), 1 / Math.sqrt(clip.embedDim)); // a cached Δt
@@ -276,7 +175,7 @@ async function globalEdit(runs: number): Promise<void> {
 }
 
 async function globalDt(runs: number): Promise<void> {
-  const clip = new ClipEncoder(randomClip());
+  const clip = new ClipEncoder(buildClip());
   let k = 0;
   // Fresh words every time, so neither text hits the encoder's cache.
   const fresh = async () => {
@@ -317,7 +216,7 @@ async function globalStats(): Promise<void> {
 
 async function fs3Throughput(size: number, batches: number): Promise<void> {
   const G = randomGenerator(size);
-  const clip = new ClipEncoder(randomClip());
+  const clip = new ClipEncoder(buildClip());
   const stamps: number[] = [];
   let renders = 0;
   let batch = 0;
