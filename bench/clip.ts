@@ -4,6 +4,7 @@
  * of one global-direction edit, and the ID loss + gradient at 1024². Warm medians; first calls (which
  * include graph building, serialization and session creation) are reported separately.
  */
+
 import { ClipLossFunction, IdLossFunction } from '../src/edit/losses.js';
 import type { Tensor } from '../src/io/tensor.js';
 import { ArcFaceModel } from '../src/models/arcface/model.js';
@@ -11,6 +12,7 @@ import { ClipEncoder } from '../src/models/clip/encoder.js';
 import { ClipModel } from '../src/models/clip/model.js';
 import { expandTemplates } from '../src/models/clip/templates.js';
 import { tokenize } from '../src/models/clip/tokenizer.js';
+import { timeIt } from './report.js';
 
 /** Deterministic pseudo-normal values (sum of uniforms), cheap enough for 150M parameters. */
 function randn(n: number, std: number, seed: number): Float32Array {
@@ -136,20 +138,6 @@ function irseInit(key: string, n: number, seed: number): Float32Array {
 const line = (name: string, value: number, extra: Record<string, unknown> = {}) =>
   console.log(JSON.stringify({ bench: 'clip', name, value: Number(value.toFixed(2)), unit: 'ms', ...extra }));
 
-async function timeIt(fn: () => Promise<unknown>, runs: number): Promise<{ first: number; median: number }> {
-  let t = performance.now();
-  await fn();
-  const first = performance.now() - t;
-  const times: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    t = performance.now();
-    await fn();
-    times.push(performance.now() - t);
-  }
-  times.sort((a, b) => a - b);
-  return { first, median: times[Math.floor(times.length / 2)] };
-}
-
 /** The random-weight ViT-B/32 the figures use (exported for profiling scripts). */
 export function buildClip(): ClipModel {
   return ClipModel.fromStateDict(fill(vitB32Shapes(), clipInit), { hash: 'bench-random-vit-b32' });
@@ -168,7 +156,7 @@ export default async function main(): Promise<void> {
 
   if (want('image')) {
     const img = randn(3 * 224 * 224, 1, 5);
-    const t = await timeIt(() => enc.encodeImages(img, 1), 20);
+    const t = await timeIt(() => enc.encodeImages(img, 1), { runs: 20 });
     line('encode_image_224_b1', t.median, { first_ms: Number(t.first.toFixed(0)), gflop: 4.4, limit_ms: 35 });
   }
 
@@ -176,7 +164,7 @@ export default async function main(): Promise<void> {
     const text = await enc.encodeTexts(['a person with purple hair']);
     const fn = await ClipLossFunction.create(clip, text, [1, 3, 1024, 1024]);
     const img = randn(3 * 1024 * 1024, 1, 9);
-    const t = await timeIt(() => fn.run(img), 5);
+    const t = await timeIt(() => fn.run(img), { runs: 5 });
     line('clip_loss_fwd_grad_1024_b1', t.median, { first_ms: Number(t.first.toFixed(0)), limit_ms: 250 });
   }
 
@@ -184,7 +172,7 @@ export default async function main(): Promise<void> {
     const prompts = [...expandTemplates('smiling face'), ...expandTemplates('face')];
     const tokens = tokenize(prompts);
     // encodeTokens bypasses the text cache, so every run encodes all 158 prompts.
-    const t = await timeIt(() => enc.encodeTokens(tokens), 3);
+    const t = await timeIt(() => enc.encodeTokens(tokens), { runs: 3 });
     line('encode_text_2x79_templates', t.median, {
       first_ms: Number(t.first.toFixed(0)),
       prompts: prompts.length,
@@ -198,14 +186,14 @@ export default async function main(): Promise<void> {
     const fn = await IdLossFunction.create(arc, [1, 3, 1024, 1024]);
     const a = randn(3 * 1024 * 1024, 0.5, 11);
     const b = randn(3 * 1024 * 1024, 0.5, 13);
-    const t = await timeIt(() => fn.run(a, b), 5);
+    const t = await timeIt(() => fn.run(a, b), { runs: 5 });
     line('id_loss_irse50_fwd_grad_1024_b1', t.median, {
       first_ms: Number(t.first.toFixed(0)),
       limit_ms: 400,
     });
     // Latent optimization keeps y (the original image) fixed: its features are computed once.
     await fn.setTarget(b);
-    const c = await timeIt(() => fn.runToTarget(a), 5);
+    const c = await timeIt(() => fn.runToTarget(a), { runs: 5 });
     line('id_loss_irse50_fwd_grad_1024_b1_cached_target', c.median, { first_ms: Number(c.first.toFixed(0)) });
   }
 }

@@ -26,10 +26,10 @@ async function convForwardBackward() {
   // Frozen weights are initializers, as in every model here; ONNX Runtime pre-packs them.
   const frozen = g.const(feeds.w.data, [c, c, 3, 3], 'frozen');
   const fwd = await compile({ y: o.conv2d(x, frozen, { pads: 1 }) }, { inputs: [x] });
-  const msF = await timeIt(() => fwd.run({ x: feeds.x }), { runs: 10 });
+  const msF = (await timeIt(() => fwd.run({ x: feeds.x }), { runs: 10 })).median;
   report(B, 'conv3x3_512ch_64_forward', flop / msF / 1e6, 'GFLOP/s', { ms: msF, gflop: flop / 1e9 });
   const bwd = await compile({ gx, gw }, { inputs: [x, w, u] });
-  const msB = await timeIt(() => bwd.run(feeds));
+  const msB = (await timeIt(() => bwd.run(feeds))).median;
   report(B, 'conv3x3_512ch_64_backward_input_and_weight', (2 * flop) / msB / 1e6, 'GFLOP/s', {
     ms: msB,
     gflop: (2 * flop) / 1e9,
@@ -45,7 +45,7 @@ async function convTransposeForward() {
   const flop = 2 * c * c * 9 * 32 * 32;
   const ex = await compile({ y });
   const feed = { x: { shape: [1, c, 32, 32], data: seededNormal(5, c * 32 * 32) } };
-  const ms = await timeIt(() => ex.run(feed), { runs: 10 });
+  const ms = (await timeIt(() => ex.run(feed), { runs: 10 })).median;
   report(B, 'conv_transpose3x3_s2_512ch_32to65_forward', flop / ms / 1e6, 'GFLOP/s', {
     ms,
     gflop: flop / 1e9,

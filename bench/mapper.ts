@@ -17,34 +17,13 @@ import { type Param, Ranger } from '../src/edit/optim.js';
 import { ClipEncoder } from '../src/models/clip/encoder.js';
 import { fastNormal, randomGeneratorWeights } from '../src/models/stylegan2/weights.js';
 import { buildClip, buildIrse50 } from './clip.js';
-import { report } from './report.js';
+import { report, timeIt } from './report.js';
 
 const B = 'mapper';
 /** Micro-batch of the training step (the trainer's default at 1024²: 1); MAPPER_MICRO=2 for one batch-2 graph. */
 const MICRO = Number(process.env.MAPPER_MICRO ?? 1);
 const load = () => Number(loadavg()[0].toFixed(2));
 const rssGB = () => Number((process.resourceUsage().maxRSS / 1024 / 1024).toFixed(2));
-
-async function median(
-  fn: () => Promise<unknown>,
-  runs: number,
-  warmup = 1,
-): Promise<{ first: number; median: number }> {
-  let first = 0;
-  for (let i = 0; i < warmup; i++) {
-    const t = performance.now();
-    await fn();
-    if (i === 0) first = performance.now() - t;
-  }
-  const times: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    const t = performance.now();
-    await fn();
-    times.push(performance.now() - t);
-  }
-  times.sort((a, b) => a - b);
-  return { first, median: times[Math.floor(times.length / 2)] };
-}
 
 function latents(n: number, L: number, seed: number): Float32Array {
   return fastNormal(seed)(new Float32Array(n * L * 512));
@@ -56,7 +35,7 @@ async function inference() {
   for (const batch of [1, 8]) {
     const ap = await MapperApplier.create(M, G, { batch, render: false });
     const w = latents(batch, 18, 3);
-    const t = await median(() => ap.run(w), 50, 5);
+    const t = await timeIt(() => ap.run(w), { runs: 50, warmup: 5 });
     report(B, `mapper_only_b${batch}_per_latent`, t.median / batch, 'ms', {
       batch,
       limit_ms: 2,
@@ -72,7 +51,7 @@ async function apply() {
   const ap = await MapperApplier.create(M, G, { batch: 1 });
   const build = (performance.now() - t0) / 1000;
   const w = latents(1, 18, 3);
-  const t = await median(() => ap.run(w), 5);
+  const t = await timeIt(() => ap.run(w), { runs: 5 });
   report(B, 'apply_with_render_1024_b1', t.median / 1000, 's', {
     first_s: Number((t.first / 1000).toFixed(2)),
     session_build_s: Number(build.toFixed(1)),
@@ -113,7 +92,7 @@ async function train() {
     opt.step(params);
     optMs = performance.now() - t;
   };
-  const t = await median(step, 3);
+  const t = await timeIt(step, { runs: 3 });
   const s = t.median / 1000;
   report(B, 'train_step_1024_b2_clip_l2_id', s, 's', {
     first_s: Number((t.first / 1000).toFixed(2)),
