@@ -9,10 +9,9 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { grad } from '../src/autodiff/grad.js';
-import { Graph, type Value } from '../src/graph/graph.js';
+import { Graph, topoSort, type Value } from '../src/graph/graph.js';
 import { StyleGAN2Graph } from '../src/models/stylegan2/model.js';
 import { fastNormal, randomGeneratorWeights } from '../src/models/stylegan2/weights.js';
-import { liveNodes } from '../src/onnx/writer.js';
 import { mul, sum } from '../src/ops/index.js';
 import { compile } from '../src/runtime/session.js';
 
@@ -22,7 +21,7 @@ const CASES: Case[] = ['forward', 'grad', 'stylespace'];
 /** FLOPs of the conv and matmul nodes (2 per multiply-add); elementwise work is not counted. */
 export function graphFlops(outputs: readonly Value[]): number {
   let f = 0;
-  for (const n of liveNodes(outputs)) {
+  for (const n of topoSort(outputs)) {
     const y = n.outputs[0];
     if (n.op.name === 'conv2d') {
       const w = n.inputs[1].shape;

@@ -2,7 +2,7 @@
  * Reverse-mode autodiff over the graph. Only nodes on a path from `wrt` to the loss are visited;
  * cotangents always accumulate (micrograd's `+=`), and are un-broadcast here and nowhere else.
  */
-import { type Node, type Shape, ShapeError, type Value } from '../graph/graph.js';
+import { type Shape, ShapeError, topoSort, type Value } from '../graph/graph.js';
 import { add } from '../ops/elementwise.js';
 import { isFloat, sameShape } from '../ops/op.js';
 import { sum } from '../ops/reduce.js';
@@ -23,25 +23,6 @@ export function zerosLike(x: Value): Value {
   return expand(x.graph.scalar(0, x.dtype), x.shape);
 }
 
-/** Nodes that the loss depends on, inputs before users. */
-function topoOrder(root: Value): Node[] {
-  const order: Node[] = [];
-  const seen = new Set<Node>();
-  const stack: [Node, boolean][] = root.node ? [[root.node, false]] : [];
-  while (stack.length) {
-    const [node, expanded] = stack.pop()!;
-    if (expanded) {
-      order.push(node);
-      continue;
-    }
-    if (seen.has(node)) continue;
-    seen.add(node);
-    stack.push([node, true]);
-    for (const x of node.inputs) if (x.node && !seen.has(x.node)) stack.push([x.node, false]);
-  }
-  return order;
-}
-
 /**
  * Gradients of `loss` with respect to each of `wrt`. A non-scalar loss needs `seed`, the cotangent of
  * the loss (the vector in a vector-Jacobian product).
@@ -56,7 +37,7 @@ export function grad(loss: Value, wrt: readonly Value[], seed?: Value): Value[] 
     if (!isFloat(x.dtype)) throw new ShapeError('grad: can only differentiate float values');
 
   return g.scope('grad', () => {
-    const order = topoOrder(loss);
+    const order = topoSort([loss]);
     const wrtSet = new Set<Value>(wrt);
     const needs = new Set<Value>(wrt);
     for (const node of order)

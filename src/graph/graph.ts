@@ -177,6 +177,33 @@ export class Graph {
   }
 }
 
+/**
+ * The nodes that `outputs` depend on, each after all of its inputs' producers. The order is fixed by
+ * the graph alone (inputs are visited in order), which keeps serialized bytes deterministic.
+ */
+export function topoSort(outputs: readonly Value[]): Node[] {
+  const order: Node[] = [];
+  const seen = new Set<Node>();
+  for (const out of outputs) {
+    const stack: [Node, boolean][] = out.node ? [[out.node, false]] : [];
+    while (stack.length) {
+      const [node, done] = stack.pop()!;
+      if (done) {
+        order.push(node);
+        continue;
+      }
+      if (seen.has(node)) continue;
+      seen.add(node);
+      stack.push([node, true]);
+      for (let i = node.inputs.length - 1; i >= 0; i--) {
+        const x = node.inputs[i];
+        if (x.node && !seen.has(x.node)) stack.push([x.node, false]);
+      }
+    }
+  }
+  return order;
+}
+
 function checkShape(shape: Shape, what: string): void {
   for (const d of shape)
     if (!Number.isSafeInteger(d) || d < 0) throw new ShapeError(`${what}: bad dimension in shape [${shape}]`);

@@ -4,7 +4,7 @@
  * referenced, not copied, until the single final copy into the model bytes.
  */
 import protobuf from 'protobufjs/minimal.js';
-import { type ConstData, type DType, type Node, ShapeError, type Value } from '../graph/graph.js';
+import { type ConstData, type DType, type Node, ShapeError, topoSort, type Value } from '../graph/graph.js';
 import type { Emitter, OnnxAttr } from '../ops/op.js';
 import { onnxDataType } from '../ops/shape.js';
 
@@ -77,30 +77,6 @@ interface OnnxNode {
   name: string;
 }
 
-/** Nodes needed for `outputs`, inputs before users, in a deterministic order. */
-export function liveNodes(outputs: readonly Value[]): Node[] {
-  const order: Node[] = [];
-  const seen = new Set<Node>();
-  for (const out of outputs) {
-    const stack: [Node, boolean][] = out.node ? [[out.node, false]] : [];
-    while (stack.length) {
-      const [node, done] = stack.pop()!;
-      if (done) {
-        order.push(node);
-        continue;
-      }
-      if (seen.has(node)) continue;
-      seen.add(node);
-      stack.push([node, true]);
-      for (let i = node.inputs.length - 1; i >= 0; i--) {
-        const x = node.inputs[i];
-        if (x.node && !seen.has(x.node)) stack.push([x.node, false]);
-      }
-    }
-  }
-  return order;
-}
-
 export interface SerializeOptions {
   /** Graph inputs to declare even when no output uses them (defaults to all of the graph's inputs). */
   inputs?: readonly Value[];
@@ -112,7 +88,7 @@ export function serialize(outputs: Record<string, Value>, options: SerializeOpti
   if (outNames.length === 0) throw new ShapeError('serialize: no outputs');
   const outVals = outNames.map((k) => outputs[k]);
   const graph = outVals[0].graph;
-  const nodes = liveNodes(outVals);
+  const nodes = topoSort(outVals);
 
   const names = new Map<Value, string>();
   const usedConsts: Value[] = [];
