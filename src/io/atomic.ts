@@ -1,4 +1,4 @@
-import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 
 /**
@@ -13,6 +13,8 @@ export function writeFileAtomic(file: string, ...chunks: Uint8Array[]): void {
 
 /** Streams chunks into a temp file, then renames it over `file`. */
 export function writeChunksAtomic(file: string, produce: (write: (chunk: Uint8Array) => void) => void): void {
+  // A missing output folder is created, as users of `--out some/dir/x.png` expect.
+  mkdirSync(dirname(file), { recursive: true });
   const tmp = join(dirname(file), `.${basename(file)}.${process.pid}.${Date.now().toString(36)}.tmp`);
   const fd = openSync(tmp, 'w');
   try {

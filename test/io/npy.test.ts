@@ -72,3 +72,15 @@ test('bad .npy input fails with CheckpointError', () => {
   ])
     assert.throws(() => parseNpy(bad, 'x.npy'), CheckpointError);
 });
+
+test('an atomic write creates a missing output folder and leaves no temp file', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'styleclip-atomic-'));
+  try {
+    const file = join(dir, 'a', 'b', 'x.npy');
+    writeNpy(file, { dtype: 'float32', shape: [2], data: Float32Array.of(1, 2) });
+    assert.deepEqual([...readNpyF32(file).data], [1, 2]);
+    assert.deepEqual(readdirSync(join(dir, 'a', 'b')), ['x.npy']);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
