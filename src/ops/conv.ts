@@ -14,6 +14,12 @@ export interface ConvOptions {
   pads?: number | [number, number, number, number];
   dilation?: number | [number, number];
   groups?: number;
+  /**
+   * How the weight gradient is formed: 'unfold' (k·k strided views of the input and one matmul; fast, k·k
+   * copies of the input), 'conv' (a conv with batch and channels swapped; no extra memory), or 'auto'
+   * (unfold while the copies stay under 256 MB).
+   */
+  weightGrad?: 'auto' | 'unfold' | 'conv';
 }
 export interface ConvTransposeOptions extends ConvOptions {
   outputPadding?: number | [number, number];
@@ -25,6 +31,7 @@ interface ConvAttrs {
   dilation: [number, number];
   groups: number;
   outputPadding: [number, number];
+  weightGrad: 'auto' | 'unfold' | 'conv';
 }
 
 const pair = (v: number | [number, number] | undefined, d: number): [number, number] =>
@@ -38,6 +45,7 @@ function attrsOf(o: ConvTransposeOptions): ConvAttrs {
     dilation: pair(o.dilation, 1),
     groups: o.groups ?? 1,
     outputPadding: pair(o.outputPadding, 0),
+    weightGrad: o.weightGrad ?? 'auto',
   };
 }
 
@@ -82,7 +90,7 @@ const convOp: Op = {
     const a = n.attrs as unknown as ConvAttrs;
     return [
       convInputGrad(g, w, x.shape, a),
-      convWeightGrad(x, g, w.shape.slice(2), a.stride, a.pads, a.dilation, a.groups),
+      convWeightGrad(x, g, w.shape.slice(2), a.stride, a.pads, a.dilation, a.groups, a.weightGrad),
     ];
   },
 };
@@ -143,13 +151,14 @@ function convWeightGrad(
   pads: readonly number[],
   dilation: readonly number[],
   groups: number,
+  how: ConvAttrs['weightGrad'],
 ): Value {
   const [n, c, h, wd] = x.shape;
   const crop = pads.map((p) => Math.max(0, -p));
   const nonneg = pads.map((p) => Math.max(0, p)) as [number, number, number, number];
   const xc = slice(x, [0, 0, crop[0], crop[1]], [n, c, h - crop[2], wd - crop[3]]);
-  const unfoldBytes = x.size * kernel[0] * kernel[1] * 4;
-  if (unfoldBytes <= UNFOLD_LIMIT_BYTES)
+  const unfold = how === 'auto' ? x.size * kernel[0] * kernel[1] * 4 <= UNFOLD_LIMIT_BYTES : how === 'unfold';
+  if (unfold)
     return weightGradUnfold(
       pad(xc, [0, 0, nonneg[0], nonneg[1], 0, 0, nonneg[2], nonneg[3]]),
       gy,
@@ -251,7 +260,7 @@ const convTransposeOp: Op = {
     const a = n.attrs as unknown as ConvAttrs;
     const gx = conv2d(g, w, { stride: a.stride, pads: a.pads, dilation: a.dilation, groups: a.groups });
     const pads = [a.pads[0], a.pads[1], a.pads[2] - a.outputPadding[0], a.pads[3] - a.outputPadding[1]];
-    const gw = convWeightGrad(g, x, w.shape.slice(2), a.stride, pads, a.dilation, a.groups);
+    const gw = convWeightGrad(g, x, w.shape.slice(2), a.stride, pads, a.dilation, a.groups, a.weightGrad);
     return [gx, gw];
   },
 };

@@ -292,6 +292,8 @@ describe('conv2d', () => {
     { x: [1, 2, 9, 9], w: [2, 2, 3, 3], dilation: 2, stride: [2, 1] },
     { x: [2, 4, 5, 5], w: [4, 1, 3, 3], pads: 1, groups: 4 },
     { x: [1, 3, 8, 8], w: [2, 3, 1, 1], stride: 3 },
+    // Pads wider than the kernel: the stride-1 input gradient cannot be a plain conv (negative pads).
+    { x: [1, 2, 5, 4], w: [3, 2, 3, 3], pads: [3, 0, 1, 3] },
   ];
   for (const c of cases) {
     const label = JSON.stringify(c);
@@ -301,8 +303,9 @@ describe('conv2d', () => {
         [c.x, c.w],
         (x, w) => convRef(x, w, c),
       ));
-    test(`vjp (input and weight) ${label}`, async () => {
-      await checkVjp((x, w) => o.conv2d(x, w, c), [c.x, c.w], F32);
+    test(`vjp (input and weight, both weight-gradient formulations) ${label}`, async () => {
+      for (const weightGrad of ['unfold', 'conv'] as const)
+        await checkVjp((x, w) => o.conv2d(x, w, { ...c, weightGrad }), [c.x, c.w], F32);
     });
   }
 });
@@ -322,8 +325,9 @@ describe('conv_transpose2d', () => {
         [c.x, c.w],
         (x, w) => convTRef(x, w, c),
       ));
-    test(`vjp (input and weight) ${label}`, async () => {
-      await checkVjp((x, w) => o.convTranspose2d(x, w, c), [c.x, c.w], F32);
+    test(`vjp (input and weight, both weight-gradient formulations) ${label}`, async () => {
+      for (const weightGrad of ['unfold', 'conv'] as const)
+        await checkVjp((x, w) => o.convTranspose2d(x, w, { ...c, weightGrad }), [c.x, c.w], F32);
     });
     if (c.dilation === undefined)
       test(`polyphase formulation ${label}`, async () => {
