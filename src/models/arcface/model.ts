@@ -185,9 +185,10 @@ export class ArcFaceModel {
     const fc1 = this.weight(x.graph, `${key}.fc1.weight`); // [c/r, c, 1, 1]
     const fc2 = this.weight(x.graph, `${key}.fc2.weight`); // [c, c/r, 1, 1]
     const s = mean(x, [2, 3]); // [B, C]
-    const h = relu(linear(s, reshape(fc1, [fc1.shape[0], c])));
+    // The 1x1 convs as linears: fc1 [c/r, c, 1, 1] -> [c/r, c], fc2 [c, c/r, 1, 1] -> [c, c/r].
+    const h = relu(linear(s, reshape(fc1, [fc1.shape[0], c]))); // [B, c/r]
     const gate = sigmoid(linear(h, reshape(fc2, [c, fc1.shape[0]]))); // [B, C]
-    return mul(x, reshape(gate, [b, c, 1, 1]));
+    return mul(x, reshape(gate, [b, c, 1, 1])); // gate [B, C] -> [B, C, 1, 1]
   }
 
   private unit(x: Value, i: number, u: ArcFaceUnit): Value {

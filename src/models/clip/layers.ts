@@ -72,6 +72,7 @@ export function selfAttention(x: Value, heads: number, w: BlockWeights, mask?: V
   const d = width / heads;
   const qkv = linear(x, w.inProj[0], w.inProj[1]); // [B, L, 3W]
   const split = transpose(reshape(qkv, [b, l, 3, heads, d]), [2, 0, 3, 1, 4]); // [3, B, H, L, D]
+  // one of q, k, v: [1, B, H, L, D] -> [B, H, L, D]
   const part = (i: number) => reshape(sliceAxis(split, 0, i, i + 1), [b, heads, l, d]);
   const q = part(0); // already scaled through the weights
   const k = part(1);

@@ -250,12 +250,12 @@ export class ClipModel {
     const grid = r / p;
     let x = conv2d(image, w('conv1.weight'), { stride: p }); // [B, W, grid, grid]
     x = transpose(reshape(x, [b, width, grid * grid]), [0, 2, 1]); // [B, grid², W]
-    const cls = expand(reshape(w('class_embedding'), [1, 1, width]), [b, 1, width]);
+    const cls = expand(reshape(w('class_embedding'), [1, 1, width]), [b, 1, width]); // [W] -> [B, 1, W]
     x = add(concat([cls, x], 1), w('positional_embedding')); // [B, grid² + 1, W]
     x = layerNorm(x, w('ln_pre.weight'), w('ln_pre.bias'));
     for (let i = 0; i < c.visionLayers; i++)
       x = residualBlock(x, c.visionHeads, this.block(g, `visual.transformer.resblocks.${i}`));
-    const pooled = reshape(sliceAxis(x, 1, 0, 1), [b, width]); // the class token, [B, W]
+    const pooled = reshape(sliceAxis(x, 1, 0, 1), [b, width]); // the class token, [B, 1, W] -> [B, W]
     return matmul(layerNorm(pooled, w('ln_post.weight'), w('ln_post.bias')), w('proj')); // [B, E]
   }
 
@@ -297,7 +297,7 @@ export class ClipModel {
     for (let i = 0; i < c.textLayers; i++)
       x = residualBlock(x, c.textHeads, this.block(g, `transformer.resblocks.${i}`), maskV);
     // ln_final acts per position, so picking the end tokens first gives the same result, cheaper.
-    const picked = gather(reshape(x, [t * l, width]), eot, 0); // [T, W]
+    const picked = gather(reshape(x, [t * l, width]), eot, 0); // [T, L, W] -> [T·L, W] -> [T, W]
     const y = layerNorm(picked, this.weight(g, 'ln_final.weight'), this.weight(g, 'ln_final.bias'));
     return matmul(y, this.weight(g, 'text_projection')); // [T, E]
   }

@@ -97,8 +97,8 @@ export class StyleGAN2Graph {
     const L = this.config.nLatent;
     if (!(injectIndex >= 1 && injectIndex < L)) throw new RangeError(`inject index must be in [1, ${L - 1}]`);
     const [b, d] = w1.shape;
-    const a = expand(reshape(w1, [b, 1, d]), [b, injectIndex, d]);
-    const c = expand(reshape(w2, [b, 1, d]), [b, L - injectIndex, d]);
+    const a = expand(reshape(w1, [b, 1, d]), [b, injectIndex, d]); // [B, 1, D] -> [B, inject, D]
+    const c = expand(reshape(w2, [b, 1, d]), [b, L - injectIndex, d]); // [B, 1, D] -> [B, L - inject, D]
     return concat([a, c], 1); // [B, L, D]
   }
 
@@ -130,6 +130,7 @@ export class StyleGAN2Graph {
         `W+ must be [B, ${this.config.nLatent}, ${this.config.styleDim}], got [${wplus.shape}]`,
       );
     return this.config.styleWIndex.map((row, i) =>
+      // W+ row [B, 1, D] -> w [B, D]
       this.g.scope(`style${i}`, () => this.affine(i, reshape(sliceAxis(wplus, 1, row, row + 1), [b, d]))),
     );
   }
@@ -194,7 +195,7 @@ export class StyleGAN2Graph {
     }
     const wsq = this.c(`${key}/weight_sq_t`, [inC, m.outChannels], () => transpose2(squaredWeightSums(m), m));
     const demod = mul(powConst(add(matmul(mul(s, s), wsq), 1e-8), -0.5), gain); // [B, out]
-    return mul(y, reshape(demod, [b, m.outChannels, 1, 1]));
+    return mul(y, reshape(demod, [b, m.outChannels, 1, 1])); // demod [B, out] -> [B, out, 1, 1]
   }
 
   /**
