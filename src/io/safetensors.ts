@@ -1,6 +1,6 @@
 import { writeChunksAtomic } from './atomic.js';
 import { CheckpointError } from './errors.js';
-import { BufferSource, type ByteSource, FileSource } from './source.js';
+import { BufferSource, type ByteSource, withFileSource } from './source.js';
 import {
   bfloat16ToFloat32,
   type DType,
@@ -36,12 +36,7 @@ export interface Safetensors {
 }
 
 export function loadSafetensors(file: string, opts: { widen?: boolean } = {}): Safetensors {
-  const src = new FileSource(file);
-  try {
-    return readSafetensors(src, opts);
-  } finally {
-    src.close();
-  }
+  return withFileSource(file, (src) => readSafetensors(src, opts));
 }
 
 export function parseSafetensors(

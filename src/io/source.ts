@@ -75,6 +75,16 @@ export class FileSource implements ByteSource {
   }
 }
 
+/** Runs `read` on the file opened as a source, closing it however `read` ends. */
+export function withFileSource<T>(file: string, read: (src: FileSource) => T): T {
+  const src = new FileSource(file);
+  try {
+    return read(src);
+  } finally {
+    src.close();
+  }
+}
+
 /** A window [start, start+size) of another source, e.g. one stored zip entry. */
 export class SliceSource implements ByteSource {
   constructor(

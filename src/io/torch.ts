@@ -1,6 +1,6 @@
 import { CheckpointError } from './errors.js';
 import { describe, isPyGlobal, type PyGlobal, PyObject, TruncatedPickleError, unpickle } from './pickle.js';
-import { BufferSource, type ByteSource, FileSource } from './source.js';
+import { BufferSource, type ByteSource, withFileSource } from './source.js';
 import {
   allocate,
   bfloat16ToFloat32,
@@ -954,12 +954,7 @@ export function loadTorch(
   file: string,
   opts: LoadOptions & { trace?: (g: string) => void } = {},
 ): Checkpoint {
-  const src = new FileSource(file);
-  try {
-    return loadTorchSource(src, opts);
-  } finally {
-    src.close();
-  }
+  return withFileSource(file, (src) => loadTorchSource(src, opts));
 }
 
 /** `loadTorch` for bytes already in memory. */
@@ -1028,16 +1023,12 @@ export function loadNvidiaPkl(file: string, network = 'G_ema', opts: LoadOptions
   const fail = (expected: string, found: string): never => {
     throw new CheckpointError(file, expected, found);
   };
-  const src = new FileSource(file);
-  let raw: unknown;
   const ld = new Loader(file, opts);
-  try {
+  const raw = withFileSource(file, (src) => {
     if (!isPickleHead(src.read(0, Math.min(src.size, 2))))
       fail('an NVIDIA network snapshot pickle', 'a file that is not a plain pickle');
-    raw = runPlainPickle(src, ld, {});
-  } finally {
-    src.close();
-  }
+    return runPlainPickle(src, ld, {});
+  });
   if (!(raw instanceof Map)) return fail('a snapshot dict (G, D, G_ema, ...)', describe(raw));
   const net = raw.get(network);
   if (!(net instanceof PyObject) || !(net.state instanceof Map))
