@@ -54,6 +54,15 @@ export function isHfClip(sd: StateDict): boolean {
   return sd.has('text_model.embeddings.token_embedding.weight');
 }
 
+/** A lookup that names the layout whose key is missing. */
+function getter(sd: StateDict, layout: string): (k: string) => Tensor {
+  return (k) => {
+    const t = sd.get(k);
+    if (!t) throw new ClipWeightsError(`${layout} is missing "${k}"`);
+    return t;
+  };
+}
+
 function layerCount(sd: StateDict, prefix: string): number {
   let n = 0;
   while (sd.has(`${prefix}.${n}.self_attn.q_proj.weight`) || sd.has(`${prefix}.${n}.attn.in_proj_weight`))
@@ -101,11 +110,7 @@ function split3(t: Tensor): Tensor[] {
 /** Renames a Hugging Face CLIPModel state dict into OpenAI's layout. HF-only buffers (position_ids) are dropped. */
 export function hfToOpenAI(sd: StateDict): Map<string, Tensor> {
   const out = new Map<string, Tensor>();
-  const need = (k: string): Tensor => {
-    const t = sd.get(k);
-    if (!t) throw new ClipWeightsError(`Hugging Face CLIP checkpoint is missing "${k}"`);
-    return t;
-  };
+  const need = getter(sd, 'Hugging Face CLIP checkpoint');
   for (const [oa, hf] of TOP_RENAMES) out.set(oa, need(hf));
   for (const [oa, hf] of TRANSPOSED) out.set(oa, transpose2d(need(hf), hf));
   for (const [oaTower, hfTower] of TOWERS) {
@@ -130,11 +135,7 @@ export function hfToOpenAI(sd: StateDict): Map<string, Tensor> {
 /** The inverse map: an OpenAI-layout state dict under Hugging Face CLIPModel names. */
 export function openAIToHF(sd: StateDict): Map<string, Tensor> {
   const out = new Map<string, Tensor>();
-  const need = (k: string): Tensor => {
-    const t = sd.get(k);
-    if (!t) throw new ClipWeightsError(`OpenAI CLIP state dict is missing "${k}"`);
-    return t;
-  };
+  const need = getter(sd, 'OpenAI CLIP state dict');
   for (const [oa, hf] of TOP_RENAMES) out.set(hf, need(oa));
   for (const [oa, hf] of TRANSPOSED) out.set(hf, transpose2d(need(oa), oa));
   for (const [oaTower, hfTower] of TOWERS) {
