@@ -3,6 +3,7 @@ import { writeFileAtomic } from './atomic.js';
 import { CheckpointError } from './errors.js';
 import {
   allocate,
+  byteSwap,
   type DType,
   ELEMENT_SIZE,
   halfToFloat32,
@@ -11,7 +12,6 @@ import {
   type TypedArray,
   viewAs,
 } from './tensor.js';
-import { byteSwap } from './torch.js';
 
 export type { DType } from './tensor.js';
 

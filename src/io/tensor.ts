@@ -73,6 +73,19 @@ export function viewAs(dtype: DType, buffer: ArrayBufferLike, byteOffset: number
   }
 }
 
+/** Reverses the bytes of every element in place: big-endian storage to the host's little-endian. */
+export function byteSwap(a: TypedArray): void {
+  const es = a.BYTES_PER_ELEMENT;
+  if (es === 1) return;
+  const b = new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+  for (let i = 0; i < b.length; i += es)
+    for (let j = 0; j < es >> 1; j++) {
+      const t = b[i + j];
+      b[i + j] = b[i + es - 1 - j];
+      b[i + es - 1 - j] = t;
+    }
+}
+
 export function numel(shape: readonly number[]): number {
   let n = 1;
   for (const d of shape) n *= d;

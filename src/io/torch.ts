@@ -4,6 +4,7 @@ import { BufferSource, type ByteSource, withFileSource } from './source.js';
 import {
   allocate,
   bfloat16ToFloat32,
+  byteSwap,
   type DType,
   ELEMENT_SIZE,
   halfToFloat32,
@@ -415,18 +416,6 @@ function gather(src: TypedArray, dst: TypedArray, shape: number[], stride: numbe
       idx[d] = 0;
     }
   }
-}
-
-export function byteSwap(a: TypedArray): void {
-  const es = a.BYTES_PER_ELEMENT;
-  if (es === 1) return;
-  const b = new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
-  for (let i = 0; i < b.length; i += es)
-    for (let j = 0; j < es >> 1; j++) {
-      const t = b[i + j];
-      b[i + j] = b[i + es - 1 - j];
-      b[i + es - 1 - j] = t;
-    }
 }
 
 // --- the allow-list ----------------------------------------------------------------------------------
