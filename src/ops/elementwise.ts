@@ -11,7 +11,7 @@ import {
   type Operand,
   type TypeInfo,
 } from './op.js';
-import { cast } from './shape.js';
+import { cast, onnxDataType } from './shape.js';
 
 export function broadcastShapes(a: Shape, b: Shape): number[] {
   const n = Math.max(a.length, b.length);
@@ -109,8 +109,10 @@ const ops: Record<string, Op> = {
       const p = node.attrs.p as number;
       const pc = e.tmp('exponent');
       e.emit('Constant', [], [pc], { value_float: A.float(p) });
-      const pcast = node.inputs[0].dtype === 'float32' ? pc : e.tmp('exponent_cast');
-      if (pcast !== pc) e.emit('Cast', [pc], [pcast], { to: A.int(11) });
+      // ONNX Pow wants the exponent in a type the kernel supports; match the base's.
+      const dt = node.inputs[0].dtype;
+      const pcast = dt === 'float32' ? pc : e.tmp('exponent_cast');
+      if (pcast !== pc) e.emit('Cast', [pc], [pcast], { to: A.int(onnxDataType(dt)) });
       e.emit('Pow', [e.name(node.inputs[0]), pcast], [e.name(node.outputs[0])]);
     },
     vjp(node, [g]) {

@@ -58,6 +58,15 @@ const ortType: Record<DType, ort.Tensor.Type> = {
   uint8: 'uint8',
 };
 
+const arrayType: Record<DType, { new (n: number): HostData; name: string }> = {
+  float32: Float32Array,
+  float64: Float64Array,
+  int64: BigInt64Array,
+  int32: Int32Array,
+  bool: Uint8Array,
+  uint8: Uint8Array,
+};
+
 interface Signature {
   name: string;
   shape: readonly number[];
@@ -85,6 +94,10 @@ export class Executable {
         t.shape.some((d, i) => d !== sig.shape[i])
       )
         throw new RuntimeError(`input "${sig.name}" must have shape [${sig.shape}], got [${t.shape}]`);
+      if (!(t.data instanceof arrayType[sig.dtype]))
+        throw new RuntimeError(
+          `input "${sig.name}" must be ${arrayType[sig.dtype].name} data (${sig.dtype})`,
+        );
       ortFeeds[sig.name] = new ort.Tensor(ortType[sig.dtype], t.data, sig.shape as number[]);
     }
     for (const k of Object.keys(feeds))

@@ -109,6 +109,7 @@ test('the runtime rejects wrong feeds clearly', async () => {
   const x = g.input('x', [2]);
   const ex = await compile({ y: o.mul(x, 3) });
   await assert.rejects(ex.run({}), /missing input "x"/);
+  await assert.rejects(ex.run({ x: { shape: [2], data: new Float64Array(2) } }), /must be Float32Array data/);
   await assert.rejects(ex.run({ x: { shape: [3], data: new Float32Array(3) } }), /must have shape \[2\]/);
   await assert.rejects(
     ex.run({ x: { shape: [2], data: new Float32Array(2) }, q: { shape: [1], data: new Float32Array(1) } }),
