@@ -43,6 +43,12 @@ export const num = (what: string) =>
 export const int = (what: string) =>
   num(what).refine((n) => Number.isInteger(n), { message: `${what} must be a whole number` });
 
+/** `--arcface-units 1,1,2,1`: IR-SE units per stage, for a backbone whose weights do not tell them. */
+export const arcfaceUnits = z
+  .string()
+  .regex(/^\d+(,\d+)*$/, 'comma-separated unit counts per stage, e.g. 3,4,14,3')
+  .transform((s) => s.split(',').map(Number));
+
 /** Error classes whose messages already say what was wrong and what to do. */
 const EXPECTED = new Set([
   'UserError',

@@ -18,7 +18,7 @@ import { loadClip } from '../models/clip/load.js';
 import { tokenize } from '../models/clip/tokenizer.js';
 import { loadGenerator } from '../models/stylegan2/load.js';
 import type { GeneratorWeights } from '../models/stylegan2/weights.js';
-import { int, num, parseFlags, progressBar, UserError } from './common.js';
+import { arcfaceUnits, int, num, parseFlags, progressBar, UserError } from './common.js';
 
 const existing = (what: string) =>
   z.string({ message: `${what} is required` }).refine((p) => existsSync(p) && statSync(p).isFile(), {
@@ -36,16 +36,12 @@ const imagePath = z
 const npyPath = z
   .string()
   .refine((p) => extname(p).toLowerCase() === '.npy', { message: 'must end in .npy' });
-const unitsList = z
-  .string()
-  .regex(/^\d+(,\d+)*$/, 'a comma-separated list of unit counts, e.g. 3,4,14,3')
-  .transform((s) => s.split(',').map(Number));
 
 const trainSchema = z.object({
   generator: existing('--generator'),
   clip: existing('--clip'),
   arcface: existing('--arcface').optional(),
-  arcfaceUnits: unitsList.optional(),
+  arcfaceUnits: arcfaceUnits.optional(),
   prompt: z.string({ message: 'a --prompt is required' }).min(1, 'must not be empty'),
   latentsTrain: existing('--latents-train').optional(),
   latentsTest: existing('--latents-test').optional(),
@@ -103,10 +99,6 @@ const applySchema = z
     path: ['latent'],
   });
 
-function loadArc(file: string | undefined, units: number[] | undefined) {
-  return file ? loadArcFace(file, units ? { stageUnits: units } : {}) : undefined;
-}
-
 function specFor(
   type: string,
   o: { coarse: boolean; medium: boolean; fine: boolean },
@@ -138,7 +130,7 @@ async function train(raw: unknown): Promise<void> {
   const G = loadGenerator(o.generator);
   const spec = specFor(o.mapperType, o, G);
   const clip = loadClip(o.clip);
-  const arcface = loadArc(o.arcface, o.arcfaceUnits);
+  const arcface = o.arcface ? loadArcFace(o.arcface, { stageUnits: o.arcfaceUnits }) : undefined;
   const textFeatures = await new ClipEncoder(clip).encodeTexts([o.prompt]);
   const { nLatent, styleDim } = G.config;
   const trainSet: LatentSet = o.latentsTrain

@@ -26,7 +26,7 @@ import { loadClip } from '../models/clip/load.js';
 import { TextTooLongError, tokenize } from '../models/clip/tokenizer.js';
 import { loadGenerator } from '../models/stylegan2/load.js';
 import type { GeneratorWeights } from '../models/stylegan2/weights.js';
-import { int, num, parseFlags, progressBar, UserError } from './common.js';
+import { arcfaceUnits, int, num, parseFlags, progressBar, UserError } from './common.js';
 
 const file = (what: string) =>
   z
@@ -63,11 +63,7 @@ const Flags = z
     l2Lambda: num('--l2-lambda').pipe(z.number().min(0)).default(0.008),
     idLambda: num('--id-lambda').pipe(z.number().min(0)).default(0),
     arcface: file('ArcFace weights').optional(),
-    arcfaceUnits: z
-      .string()
-      .regex(/^\d+(,\d+)*$/, 'comma-separated unit counts per stage, e.g. 3,4,14,3')
-      .transform((s) => s.split(',').map(Number))
-      .optional(),
+    arcfaceUnits: arcfaceUnits.optional(),
     saveEvery: int('--save-every').pipe(z.number().min(0)).default(20),
     out: z.string().min(1),
     outNpy: outFile(/\.npy$/, '.npy').optional(),
@@ -145,10 +141,7 @@ async function prepare(o: Flags) {
     from = 'the mean latent';
   }
   const clip = loadClip(o.clip);
-  const arcface =
-    o.idLambda > 0
-      ? loadArcFace(o.arcface!, o.arcfaceUnits ? { stageUnits: o.arcfaceUnits } : {})
-      : undefined;
+  const arcface = o.idLambda > 0 ? loadArcFace(o.arcface!, { stageUnits: o.arcfaceUnits }) : undefined;
   const text = await promptFeatures(clip, o.prompt);
   const opt = await LatentOptimizer.create(
     { generator, clip, arcface },

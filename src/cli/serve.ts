@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { Command } from 'commander';
 import { z } from 'zod';
 import { isLoopback, loadModels, Studio, startServer, WEB_DIST } from '../server/index.js';
-import { int, parseFlags, UserError } from './common.js';
+import { arcfaceUnits, int, parseFlags, UserError } from './common.js';
 
 const file = (what: string) =>
   z
@@ -17,11 +17,7 @@ const Flags = z.object({
   fs3: file('fs3').optional(),
   stats: file('stats').optional(),
   arcface: file('ArcFace').optional(),
-  arcfaceUnits: z
-    .string()
-    .regex(/^\d+(,\d+)*$/, 'comma-separated unit counts per stage, e.g. 3,4,14,3')
-    .transform((s) => s.split(',').map(Number))
-    .optional(),
+  arcfaceUnits: arcfaceUnits.optional(),
   mappers: file('mappers').optional(),
   latents: file('latents').optional(),
   port: int('port')

@@ -108,9 +108,7 @@ export function loadModels(files: FileOptions, log: (s: string) => void = () => 
   const fs3 = files.fs3 ? loadFs3(files.fs3, generator.config, clip.config.embedDim).data : null;
   if (files.fs3) log(`fs3: ${files.fs3}`);
   const stats = files.stats ? loadStyleStats(files.stats, generator.config) : null;
-  const arcface = files.arcface
-    ? loadArcFace(files.arcface, files.arcfaceUnits ? { stageUnits: files.arcfaceUnits } : {})
-    : null;
+  const arcface = files.arcface ? loadArcFace(files.arcface, { stageUnits: files.arcfaceUnits }) : null;
   if (files.arcface) log(`ArcFace: ${files.arcface}`);
   const mappers = new Map<string, MapperWeights>();
   if (files.mappers) {
