@@ -8,7 +8,12 @@ import { compile, type Executable, type HostTensor } from '../../runtime/session
 import { RandomState } from '../../util/random.js';
 import { loadGenerator } from './load.js';
 import { type NoiseSpec, StyleGAN2Graph } from './model.js';
-import { type GeneratorWeights, type RandomGeneratorOptions, randomGeneratorWeights } from './weights.js';
+import {
+  type GeneratorWeights,
+  type RandomGeneratorOptions,
+  randomGeneratorWeights,
+  tiled,
+} from './weights.js';
 
 /** Noise for host calls: fixed buffers, seeded random normals, or explicit [1 or B, 1, r, r] arrays. */
 export type NoiseChoice = 'const' | 'zero' | { seed: number } | readonly Float32Array[];
@@ -145,7 +150,7 @@ export class StyleGAN2 {
         const given = (noise as readonly Float32Array[])[i];
         if (!given || (given.length !== r * r && given.length !== B * r * r))
           throw new RangeError(`noise ${i} must have ${r}x${r} values (or ${B}x${r}x${r})`);
-        data = given.length === B * r * r ? given : tileN(given, B);
+        data = given.length === B * r * r ? given : tiled(given, B);
       }
       feeds[`noise_${i}`] = { shape: [B, 1, r, r], data };
     });
@@ -234,10 +239,4 @@ export class StyleGAN2 {
     );
     return { mean: meanS, std };
   }
-}
-
-function tileN(a: Float32Array, n: number): Float32Array {
-  const out = new Float32Array(a.length * n);
-  for (let i = 0; i < n; i++) out.set(a, i * a.length);
-  return out;
 }

@@ -14,7 +14,9 @@ import {
   type ModConvWeights,
   makeConfig,
   type StyledConvWeights,
+  scaled,
   type ToRGBWeights,
+  transposedScaled,
 } from './weights.js';
 
 /** Reads tensors under a prefix, each at most once, with shape checks; `finish` rejects left-overs. */
@@ -70,19 +72,6 @@ class KeyReader {
         `${extra.length} unexpected key(s): ${extra.slice(0, 5).join(', ')}${extra.length > 5 ? ', ...' : ''}`,
       );
   }
-}
-
-const scaled = (a: Float32Array, s: number): Float32Array => {
-  const out = new Float32Array(a.length);
-  for (let i = 0; i < a.length; i++) out[i] = a[i] * s;
-  return out;
-};
-
-/** W [out, in] × scale → [in, out] (a matmul operand for row vectors). */
-function transposedScaled(w: Float32Array, out: number, inn: number, scale: number): Float32Array {
-  const r = new Float32Array(w.length);
-  for (let o = 0; o < out; o++) for (let i = 0; i < inn; i++) r[i * out + o] = w[o * inn + i] * scale;
-  return r;
 }
 
 function countIndexed(tensors: Map<string, Tensor>, re: RegExp): number {

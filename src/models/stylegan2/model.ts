@@ -29,8 +29,11 @@ import {
   type GeneratorWeights,
   type ModConvWeights,
   type StyledConvWeights,
+  scaled,
   squaredWeightSums,
   type ToRGBWeights,
+  tiled,
+  transposedScaled,
 } from './weights.js';
 
 /** Noise for the styled convs: the checkpoint's fixed buffers, one graph value per layer, or none. */
@@ -193,7 +196,9 @@ export class StyleGAN2Graph {
       const wc = this.c(`${key}/weight`, [m.outChannels, inC, k, k], () => m.weight);
       y = conv2d(xs, wc, { pads: (k - 1) >> 1 }); // [B, out, H, W]
     }
-    const wsq = this.c(`${key}/weight_sq_t`, [inC, m.outChannels], () => transpose2(squaredWeightSums(m), m));
+    const wsq = this.c(`${key}/weight_sq_t`, [inC, m.outChannels], () =>
+      transposedScaled(squaredWeightSums(m), m.outChannels, m.inChannels, 1),
+    );
     const demod = mul(powConst(add(matmul(mul(s, s), wsq), 1e-8), -0.5), gain); // [B, out]
     return mul(y, reshape(demod, [b, m.outChannels, 1, 1])); // demod [B, out] -> [B, out, 1, 1]
   }
@@ -209,7 +214,7 @@ export class StyleGAN2Graph {
     const r = L.resolution;
     if (noise === 'const') {
       const ns = this.c(`${key}/noise_scaled`, [1, 1, r, r], () =>
-        scale(L.noiseConst, L.noiseStrength * SQRT2),
+        scaled(L.noiseConst, L.noiseStrength * SQRT2),
       );
       y = add(y, ns);
     } else if (noise !== 'zero') {
@@ -218,7 +223,7 @@ export class StyleGAN2Graph {
         throw new RangeError(`noise ${i} must be [B or 1, 1, ${r}, ${r}], got [${n.shape}]`);
       y = add(y, mul(n, L.noiseStrength * SQRT2));
     }
-    const bias = this.c(`${key}/bias`, [1, L.conv.outChannels, 1, 1], () => scale(L.bias, SQRT2));
+    const bias = this.c(`${key}/bias`, [1, L.conv.outChannels, 1, 1], () => scaled(L.bias, SQRT2));
     y = leakyRelu(add(y, bias), 0.2);
     return L.clamp === null ? y : clamp(y, L.clamp);
   }
@@ -246,7 +251,7 @@ export class StyleGAN2Graph {
   private blur(x: Value): Value {
     const c = x.shape[1];
     const k = this.c(`blur/depthwise_${c}`, [c, 1, 4, 4], () =>
-      tile(flip4(scale(this.weights.blurKernel, 4)), c),
+      tiled(flip4(scaled(this.weights.blurKernel, 4)), c),
     );
     return conv2d(x, k, { pads: 1, groups: c });
   }
@@ -257,7 +262,7 @@ export class StyleGAN2Graph {
    */
   private upsample2x(x: Value): Value {
     const c = x.shape[1];
-    const k = this.c(`blur/upsample_${c}`, [c, 1, 4, 4], () => tile(scale(this.weights.blurKernel, 4), c));
+    const k = this.c(`blur/upsample_${c}`, [c, 1, 4, 4], () => tiled(scaled(this.weights.blurKernel, 4), c));
     return convTranspose2d(x, k, { stride: 2, pads: 1, groups: c });
   }
 }
@@ -280,27 +285,9 @@ export function clamp(x: Value, c: number): Value {
   return neg(max(neg(max(x, -c)), -c));
 }
 
-function scale(a: Float32Array, s: number): Float32Array {
-  return a.map((v) => Math.fround(v * s));
-}
-
-function tile(k: Float32Array, n: number): Float32Array {
-  const out = new Float32Array(k.length * n);
-  for (let i = 0; i < n; i++) out.set(k, i * k.length);
-  return out;
-}
-
 function flip4(k: Float32Array): Float32Array {
   const out = new Float32Array(16);
   for (let i = 0; i < 16; i++) out[i] = k[15 - i];
-  return out;
-}
-
-/** [out, in] → [in, out]. */
-function transpose2(a: Float32Array, m: ModConvWeights): Float32Array {
-  const out = new Float32Array(a.length);
-  for (let o = 0; o < m.outChannels; o++)
-    for (let i = 0; i < m.inChannels; i++) out[i * m.outChannels + o] = a[o * m.inChannels + i];
   return out;
 }
 

@@ -142,6 +142,27 @@ export function configFChannels(size: number, channelMultiplier = 2): Record<num
   return out;
 }
 
+/** a · s, rounded to float32. */
+export function scaled(a: Float32Array, s: number): Float32Array {
+  const out = new Float32Array(a.length);
+  for (let i = 0; i < a.length; i++) out[i] = a[i] * s;
+  return out;
+}
+
+/** `n` copies of `a` end to end. */
+export function tiled(a: Float32Array, n: number): Float32Array {
+  const out = new Float32Array(a.length * n);
+  for (let i = 0; i < n; i++) out.set(a, i * a.length);
+  return out;
+}
+
+/** W [out, in] × scale → [in, out] (a matmul operand for row vectors). */
+export function transposedScaled(w: Float32Array, out: number, inn: number, scale: number): Float32Array {
+  const r = new Float32Array(w.length);
+  for (let o = 0; o < out; o++) for (let i = 0; i < inn; i++) r[i * out + o] = w[o * inn + i] * scale;
+  return r;
+}
+
 /** The [1,3,3,1] blur of StyleGAN2 as a normalised 4x4 kernel. */
 export function defaultBlurKernel(): Float32Array {
   const k = [1, 3, 3, 1];
