@@ -931,7 +931,7 @@ function loadStorageBytes(b: Uint8Array, parent: Loader): StorageRef {
 
 // --- entry points -----------------------------------------------------------------------------------------
 
-export function isPickleHead(head: Uint8Array): boolean {
+function isPickleHead(head: Uint8Array): boolean {
   return head.length >= 2 && head[0] === 0x80 && head[1] >= 2 && head[1] <= 5;
 }
 
@@ -955,7 +955,7 @@ export function loadTorchBytes(
   return loadTorchSource(new BufferSource(bytes, name), opts);
 }
 
-export function loadTorchSource(
+function loadTorchSource(
   src: ByteSource,
   opts: LoadOptions & { trace?: (g: string) => void } = {},
 ): Checkpoint {

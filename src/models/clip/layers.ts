@@ -66,7 +66,7 @@ export interface BlockWeights {
 }
 
 /** Multi-head self-attention on [B, L, W]; `mask` is an additive [L, L] constant or undefined. */
-export function selfAttention(x: Value, heads: number, w: BlockWeights, mask?: Value): Value {
+function selfAttention(x: Value, heads: number, w: BlockWeights, mask?: Value): Value {
   const [b, l, width] = x.shape;
   if (width % heads !== 0) throw new ShapeError(`width ${width} is not divisible by ${heads} heads`);
   const d = width / heads;

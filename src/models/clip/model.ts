@@ -96,7 +96,7 @@ export function inferClipConfig(sd: StateDict): ClipConfig {
 }
 
 /** Every tensor the model reads, with its expected shape. */
-export function expectedShapes(c: ClipConfig): Map<string, number[]> {
+function expectedShapes(c: ClipConfig): Map<string, number[]> {
   const m = new Map<string, number[]>();
   const block = (prefix: string, w: number) => {
     m.set(`${prefix}.attn.in_proj_weight`, [3 * w, w]);
@@ -310,7 +310,7 @@ export class ClipModel {
 }
 
 /** x / ‖x‖ along the last axis. */
-export function l2Normalize(x: Value): Value {
+function l2Normalize(x: Value): Value {
   return div(x, sqrt(sum(mul(x, x), -1, true)));
 }
 

@@ -37,7 +37,7 @@ export class TextTooLongError extends Error {
  * The package root (the folder holding package.json), found by walking up from a module URL, so shipped
  * assets resolve both from src/ under tsx and from the compiled dist/.
  */
-export function packageRoot(from: string = import.meta.url): string {
+function packageRoot(from: string = import.meta.url): string {
   let dir = dirname(fileURLToPath(from));
   for (;;) {
     if (existsSync(join(dir, 'package.json'))) return dir;

@@ -164,7 +164,7 @@ export function transposedScaled(w: Float32Array, out: number, inn: number, scal
 }
 
 /** The [1,3,3,1] blur of StyleGAN2 as a normalised 4x4 kernel. */
-export function defaultBlurKernel(): Float32Array {
+function defaultBlurKernel(): Float32Array {
   const k = [1, 3, 3, 1];
   const out = new Float32Array(16);
   for (let i = 0; i < 4; i++) for (let j = 0; j < 4; j++) out[i * 4 + j] = (k[i] * k[j]) / 64;
