@@ -85,6 +85,29 @@ export function reportError(e: unknown): number {
   return 1;
 }
 
+/**
+ * Lets a long run end cleanly on Ctrl-C: the first signal prints `note` and makes `requested()` true, so the
+ * run stops at its next safe point and keeps what it wrote; a second one exits at once with 130.
+ */
+export function interruptible(
+  note: string,
+  signals: readonly NodeJS.Signals[] = ['SIGINT'],
+): { requested: () => boolean; dispose: () => void } {
+  let stop = false;
+  const onSignal = () => {
+    if (stop) process.exit(130);
+    stop = true;
+    process.stderr.write(`\n${note}\n`);
+  };
+  for (const s of signals) process.on(s, onSignal);
+  return {
+    requested: () => stop,
+    dispose: () => {
+      for (const s of signals) process.off(s, onSignal);
+    },
+  };
+}
+
 /** A progress bar on stderr that stays quiet when stderr is not a terminal (logs, CI). */
 export function progressBar(total: number, label: string, fields = ''): SingleBar {
   const bar = new SingleBar({

@@ -27,7 +27,7 @@ import { expandTemplates } from '../models/clip/templates.js';
 import { CONTEXT_LENGTH, TextTooLongError, tokenize } from '../models/clip/tokenizer.js';
 import { loadGenerator } from '../models/stylegan2/load.js';
 import type { GeneratorWeights } from '../models/stylegan2/weights.js';
-import { int, num, parseFlags, progressBar, UserError } from './common.js';
+import { int, interruptible, num, parseFlags, progressBar, UserError } from './common.js';
 
 const file = (what: string) =>
   z
@@ -116,14 +116,10 @@ async function precompute(opts: unknown): Promise<void> {
   );
   const stats = f.stats || f.saveStats ? await getStats(G, f) : undefined;
   const dir = fs3CheckpointDir(f.out);
-  let stop = false;
-  const onInt = () => {
-    if (stop) process.exit(130);
-    stop = true;
-    process.stderr.write('\nstopping after this batch (Ctrl-C again to quit at once)...\n');
-  };
-  process.on('SIGINT', onInt);
-  process.on('SIGTERM', onInt);
+  const interrupt = interruptible('stopping after this batch (Ctrl-C again to quit at once)...', [
+    'SIGINT',
+    'SIGTERM',
+  ]);
   const bar = progressBar(renders, 'fs3 renders');
   const t0 = performance.now();
   let resumedAt = -1;
@@ -136,7 +132,7 @@ async function precompute(opts: unknown): Promise<void> {
       batch: f.batch,
       carryOver: f.officialCarryover,
       checkpointDir: dir,
-      shouldStop: () => stop,
+      shouldStop: interrupt.requested,
       onProgress: (done, _total, info) => {
         if (resumedAt < 0 && info.resumed > 0) {
           resumedAt = info.resumed;
@@ -158,8 +154,7 @@ async function precompute(opts: unknown): Promise<void> {
     if (e instanceof Fs3Interrupted) throw new UserError(e.message, 130);
     throw e;
   } finally {
-    process.off('SIGINT', onInt);
-    process.off('SIGTERM', onInt);
+    interrupt.dispose();
   }
 }
 

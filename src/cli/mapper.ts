@@ -18,7 +18,7 @@ import { loadClip } from '../models/clip/load.js';
 import { tokenize } from '../models/clip/tokenizer.js';
 import { loadGenerator } from '../models/stylegan2/load.js';
 import type { GeneratorWeights } from '../models/stylegan2/weights.js';
-import { arcfaceUnits, int, num, parseFlags, progressBar, UserError } from './common.js';
+import { arcfaceUnits, int, interruptible, num, parseFlags, progressBar, UserError } from './common.js';
 
 const existing = (what: string) =>
   z.string({ message: `${what} is required` }).refine((p) => existsSync(p) && statSync(p).isFile(), {
@@ -195,21 +195,15 @@ async function train(raw: unknown): Promise<void> {
     process.stderr.write(`styleclip: the checkpoint is already at step ${trainer.step} of ${o.steps}\n`);
     return;
   }
-  let stop = false;
-  const onSigint = () => {
-    if (stop) process.exit(130);
-    stop = true;
-    process.stderr.write(
-      '\nstyleclip: stopping after this step and saving a checkpoint (Ctrl-C again to quit now)\n',
-    );
-  };
-  process.on('SIGINT', onSigint);
+  const interrupt = interruptible(
+    'styleclip: stopping after this step and saving a checkpoint (Ctrl-C again to quit now)',
+  );
   const bar = progressBar(o.steps, 'mapper', 'loss {loss}');
   bar.update(trainer.step, { loss: '-' });
   try {
     const r = await trainer.train({
       onStep: (i) => bar.update(i.step, { loss: i.losses.loss.toFixed(4) }),
-      shouldStop: () => stop,
+      shouldStop: interrupt.requested,
     });
     bar.stop();
     process.stderr.write(
@@ -220,7 +214,7 @@ async function train(raw: unknown): Promise<void> {
     if (r.interrupted) process.exitCode = 130;
   } finally {
     bar.stop();
-    process.off('SIGINT', onSigint);
+    interrupt.dispose();
   }
 }
 

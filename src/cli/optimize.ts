@@ -26,7 +26,7 @@ import { loadClip } from '../models/clip/load.js';
 import { TextTooLongError, tokenize } from '../models/clip/tokenizer.js';
 import { loadGenerator } from '../models/stylegan2/load.js';
 import type { GeneratorWeights } from '../models/stylegan2/weights.js';
-import { arcfaceUnits, int, num, parseFlags, progressBar, UserError } from './common.js';
+import { arcfaceUnits, int, interruptible, num, parseFlags, progressBar, UserError } from './common.js';
 
 const file = (what: string) =>
   z
@@ -174,13 +174,7 @@ async function optimizeAction(o: Flags): Promise<void> {
       `"${o.prompt}", ${o.steps} steps\n`,
   );
 
-  let stop = false;
-  const onSigint = () => {
-    if (stop) process.exit(130);
-    stop = true;
-    process.stderr.write('\nstopping after this step (Ctrl-C again to quit at once)…\n');
-  };
-  process.on('SIGINT', onSigint);
+  const interrupt = interruptible('stopping after this step (Ctrl-C again to quit at once)…');
   const img = (data: Float32Array) => ({ dtype: 'float32' as const, shape: [1, 3, S, S], data });
   const bar = progressBar(o.steps, 'optimize', 'loss {loss} | clip {clip} | l2 {l2} | id {id}');
   let result: Awaited<ReturnType<typeof runOptimization>>;
@@ -195,11 +189,11 @@ async function optimizeAction(o: Flags): Promise<void> {
         );
         bar.update(r.step + 1, { loss: fmt(r.loss), clip: fmt(r.clip), l2: fmt(r.l2), id: fmt(r.id) });
       },
-      shouldStop: () => stop,
+      shouldStop: interrupt.requested,
     });
   } finally {
     bar.stop();
-    process.off('SIGINT', onSigint);
+    interrupt.dispose();
   }
 
   const latentFile = join(o.out, 'latent.npy');
