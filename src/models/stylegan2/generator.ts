@@ -37,11 +37,10 @@ export function seededZ(seed: number, n: number, d: number): Float32Array {
 
 export class StyleGAN2 {
   private readonly cache = new Map<string, Promise<Executable>>();
-  private meanW: Float32Array | null;
+  /** Means computed for checkpoints without a stored one, by (samples, seed). */
+  private readonly computedMeans = new Map<string, Float32Array>();
 
-  constructor(readonly weights: GeneratorWeights) {
-    this.meanW = weights.latentAvg;
-  }
+  constructor(readonly weights: GeneratorWeights) {}
 
   /** rosinality `.pt`, StyleCLIP mapper `.pt` (decoder), or NVIDIA `.pkl`. */
   static load(file: string): StyleGAN2 {
@@ -82,10 +81,13 @@ export class StyleGAN2 {
 
   /**
    * The mean latent [D]: the checkpoint's `latent_avg` / `w_avg`, else the mean of mapping(z) over `n`
-   * seeded samples (StyleCLIP uses 4096), cached.
+   * seeded samples (StyleCLIP uses 4096), cached per (n, seed).
    */
   async meanLatent(n = 4096, seed = 0): Promise<Float32Array> {
-    if (this.meanW) return this.meanW;
+    if (this.weights.latentAvg) return this.weights.latentAvg;
+    const key = `${n}:${seed}`;
+    const cached = this.computedMeans.get(key);
+    if (cached) return cached;
     const D = this.config.styleDim;
     const chunk = 512;
     const acc = new Float64Array(D);
@@ -99,8 +101,9 @@ export class StyleGAN2 {
       const m = (await ex.run({ z: { shape: [b, D], data: z } })).m.data as Float32Array;
       for (let i = 0; i < D; i++) acc[i] += m[i] * b;
     }
-    this.meanW = Float32Array.from(acc, (v) => v / n);
-    return this.meanW;
+    const meanW = Float32Array.from(acc, (v) => v / n);
+    this.computedMeans.set(key, meanW);
+    return meanW;
   }
 
   /** w [B, D] (`shape` [B, D]) or W+ [B, L, D] → truncated W+ [B, L, D]. */

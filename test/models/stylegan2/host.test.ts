@@ -50,5 +50,9 @@ describe('StyleGAN2 host API', () => {
     const m = await H.meanLatent(256);
     assert.equal(m.length, 512);
     assert.ok(m.every(Number.isFinite));
+    // Cached per (samples, seed): the same request is the same array, another seed another mean.
+    assert.equal(await H.meanLatent(256), m);
+    const other = await H.meanLatent(256, 1);
+    assert.notDeepEqual([...other], [...m]);
   });
 });
