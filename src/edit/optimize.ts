@@ -508,8 +508,3 @@ export async function runOptimization(
     run,
   };
 }
-
-/** Reads the shape a W+ latent must have for a generator, for error messages. */
-export function wplusShape(W: GeneratorWeights): number[] {
-  return [1, W.config.nLatent, W.config.styleDim];
-}
