@@ -21,9 +21,4 @@ export class EngineLane {
       else this.busy = false;
     }
   }
-
-  /** Calls waiting for the lane. */
-  get pending(): number {
-    return this.waiting.interactive.length + this.waiting.background.length;
-  }
 }
