@@ -9,7 +9,7 @@ import { ClipLossFunction, IdLossFunction } from '../src/edit/losses.js';
 import type { Tensor } from '../src/io/tensor.js';
 import { ArcFaceModel } from '../src/models/arcface/model.js';
 import { ClipEncoder } from '../src/models/clip/encoder.js';
-import { ClipModel } from '../src/models/clip/model.js';
+import { ClipModel, expectedShapes, VIT_B32 } from '../src/models/clip/model.js';
 import { expandTemplates } from '../src/models/clip/templates.js';
 import { tokenize } from '../src/models/clip/tokenizer.js';
 import { timeIt } from './report.js';
@@ -39,42 +39,6 @@ function fill(shapes: Map<string, number[]>, init: (key: string, n: number, seed
     sd.set(k, { dtype: 'float32', shape, data: init(k, n, seed++ * 7919) });
   }
   return sd;
-}
-
-/** OpenAI-layout shapes of ViT-B/32. */
-function vitB32Shapes(): Map<string, number[]> {
-  const m = new Map<string, number[]>();
-  const block = (p: string, w: number) => {
-    m.set(`${p}.attn.in_proj_weight`, [3 * w, w]);
-    m.set(`${p}.attn.in_proj_bias`, [3 * w]);
-    m.set(`${p}.attn.out_proj.weight`, [w, w]);
-    m.set(`${p}.attn.out_proj.bias`, [w]);
-    for (const ln of ['ln_1', 'ln_2']) {
-      m.set(`${p}.${ln}.weight`, [w]);
-      m.set(`${p}.${ln}.bias`, [w]);
-    }
-    m.set(`${p}.mlp.c_fc.weight`, [4 * w, w]);
-    m.set(`${p}.mlp.c_fc.bias`, [4 * w]);
-    m.set(`${p}.mlp.c_proj.weight`, [w, 4 * w]);
-    m.set(`${p}.mlp.c_proj.bias`, [w]);
-  };
-  m.set('visual.conv1.weight', [768, 3, 32, 32]);
-  m.set('visual.class_embedding', [768]);
-  m.set('visual.positional_embedding', [50, 768]);
-  for (const ln of ['ln_pre', 'ln_post']) {
-    m.set(`visual.${ln}.weight`, [768]);
-    m.set(`visual.${ln}.bias`, [768]);
-  }
-  for (let i = 0; i < 12; i++) block(`visual.transformer.resblocks.${i}`, 768);
-  m.set('visual.proj', [768, 512]);
-  m.set('token_embedding.weight', [49408, 512]);
-  m.set('positional_embedding', [77, 512]);
-  for (let i = 0; i < 12; i++) block(`transformer.resblocks.${i}`, 512);
-  m.set('ln_final.weight', [512]);
-  m.set('ln_final.bias', [512]);
-  m.set('text_projection', [512, 512]);
-  m.set('logit_scale', []);
-  return m;
 }
 
 /** State-dict shapes of IR-SE50 (model_ir_se50.pth). */
@@ -140,7 +104,7 @@ const line = (name: string, value: number, extra: Record<string, unknown> = {}) 
 
 /** The random-weight ViT-B/32 the figures use (exported for profiling scripts). */
 export function buildClip(): ClipModel {
-  return ClipModel.fromStateDict(fill(vitB32Shapes(), clipInit), { hash: 'bench-random-vit-b32' });
+  return ClipModel.fromStateDict(fill(expectedShapes(VIT_B32), clipInit), { hash: 'bench-random-vit-b32' });
 }
 
 /** The random-weight IR-SE50 the figures use. */

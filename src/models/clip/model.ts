@@ -95,8 +95,23 @@ export function inferClipConfig(sd: StateDict): ClipConfig {
   return config;
 }
 
+/** OpenAI ViT-B/32's hyper-parameters, for building a full-size model with random weights (benchmarks). */
+export const VIT_B32: Readonly<ClipConfig> = Object.freeze({
+  embedDim: 512,
+  imageResolution: 224,
+  visionLayers: 12,
+  visionWidth: 768,
+  visionHeads: 12,
+  visionPatchSize: 32,
+  contextLength: 77,
+  vocabSize: 49408,
+  textWidth: 512,
+  textHeads: 8,
+  textLayers: 12,
+});
+
 /** Every tensor the model reads, with its expected shape. */
-function expectedShapes(c: ClipConfig): Map<string, number[]> {
+export function expectedShapes(c: ClipConfig): Map<string, number[]> {
   const m = new Map<string, number[]>();
   const block = (prefix: string, w: number) => {
     m.set(`${prefix}.attn.in_proj_weight`, [3 * w, w]);
