@@ -13,6 +13,7 @@ import {
   type TypedArray,
   viewAs,
 } from './tensor.js';
+import { HalfWidener, type WidenOptions } from './widen.js';
 import { isZip, ZipReader } from './zip.js';
 
 /**
@@ -24,7 +25,7 @@ import { isZip, ZipReader } from './zip.js';
 
 export type TorchFormat = 'torch-zip' | 'torch-legacy' | 'torchscript' | 'pickle';
 
-export interface LoadOptions {
+export interface LoadOptions extends WidenOptions {
   /** Widen float16/bfloat16 tensors to float32 while reading (default true: every model computes in float32). */
   widen?: boolean;
 }
@@ -188,9 +189,22 @@ class Loader {
   readonly file: string;
   readonly widen: boolean;
   private readonly done = new Map<object, Tensor>();
+  private readonly widener: HalfWidener;
   constructor(file: string, opts: LoadOptions) {
     this.file = file;
     this.widen = opts.widen ?? true;
+    this.widener = new HalfWidener(opts);
+  }
+
+  /** Runs a whole load: the tensors are complete (widened) when it returns, and no worker outlives it. */
+  run<T>(load: () => T): T {
+    try {
+      const result = load();
+      this.widener.finish();
+      return result;
+    } finally {
+      this.widener.close();
+    }
   }
 
   fail(expected: string, found: string): never {
@@ -246,14 +260,18 @@ class Loader {
     const start = root.byteOffset + baseByte + elemOffset * es;
     if (isContiguous(t.shape, t.stride) || count <= 1) {
       if (widenable) {
-        // Read the halves into the upper half of the float32 buffer and widen forwards in place: no scratch.
+        // Read the halves into the upper half of the float32 buffer; they are widened forwards in place
+        // (no scratch) when the load finishes, part of them on a worker thread.
         const out = new Float32Array(count);
         const halves = new Uint16Array(out.buffer, count * 2, count);
         src.readInto(start, new Uint8Array(out.buffer, count * 2, count * 2));
         if (root.bigEndian) byteSwap(halves);
-        if (t.dtype === 'float16') halfToFloat32(halves, out);
-        else bfloat16ToFloat32(halves, out);
-        data = out;
+        const tensor: Tensor = { dtype: outDtype, shape: t.shape.slice(), data: out };
+        this.widener.defer(out, count, t.dtype as 'float16' | 'bfloat16', (d) => {
+          tensor.data = d;
+        });
+        this.done.set(t, tensor);
+        return tensor;
       } else {
         data = allocate(t.dtype, count);
         src.readInto(start, new Uint8Array(data.buffer, 0, count * es));
@@ -962,19 +980,21 @@ function loadTorchSource(
   const ld = new Loader(src.name, opts);
   const policy: GlobalPolicy = { trace: opts.trace };
   const head = src.read(0, Math.min(src.size, 16));
-  if (isZip(head)) return loadZip(new ZipReader(src), ld, policy);
-  if (isLegacyHead(head)) {
-    const { raw } = loadLegacy(src, ld, policy);
-    return { file: ld.file, format: 'torch-legacy', tensors: ld.flatten(raw), value: ld.toPlain(raw) };
-  }
-  if (isPickleHead(head)) {
-    const raw = runPlainPickle(src, ld, policy);
-    return { file: ld.file, format: 'pickle', tensors: ld.flatten(raw), value: ld.toPlain(raw) };
-  }
-  return ld.fail(
-    'a PyTorch file (zip archive, legacy torch.save or pickle)',
-    `first bytes ${[...head.subarray(0, 8)].map((b) => b.toString(16).padStart(2, '0')).join(' ')}`,
-  );
+  return ld.run((): Checkpoint => {
+    if (isZip(head)) return loadZip(new ZipReader(src), ld, policy);
+    if (isLegacyHead(head)) {
+      const { raw } = loadLegacy(src, ld, policy);
+      return { file: ld.file, format: 'torch-legacy', tensors: ld.flatten(raw), value: ld.toPlain(raw) };
+    }
+    if (isPickleHead(head)) {
+      const raw = runPlainPickle(src, ld, policy);
+      return { file: ld.file, format: 'pickle', tensors: ld.flatten(raw), value: ld.toPlain(raw) };
+    }
+    return ld.fail(
+      'a PyTorch file (zip archive, legacy torch.save or pickle)',
+      `first bytes ${[...head.subarray(0, 8)].map((b) => b.toString(16).padStart(2, '0')).join(' ')}`,
+    );
+  });
 }
 
 function runPlainPickle(src: ByteSource, ld: Loader, policy: GlobalPolicy): unknown {
@@ -1013,31 +1033,33 @@ export function loadNvidiaPkl(file: string, network = 'G_ema', opts: LoadOptions
     throw new CheckpointError(file, expected, found);
   };
   const ld = new Loader(file, opts);
-  const raw = withFileSource(file, (src) => {
-    if (!isPickleHead(src.read(0, Math.min(src.size, 2))))
-      fail('an NVIDIA network snapshot pickle', 'a file that is not a plain pickle');
-    return runPlainPickle(src, ld, {});
+  return ld.run((): NvidiaNetwork => {
+    const raw = withFileSource(file, (src) => {
+      if (!isPickleHead(src.read(0, Math.min(src.size, 2))))
+        fail('an NVIDIA network snapshot pickle', 'a file that is not a plain pickle');
+      return runPlainPickle(src, ld, {});
+    });
+    if (!(raw instanceof Map)) return fail('a snapshot dict (G, D, G_ema, ...)', describe(raw));
+    const net = raw.get(network);
+    if (!(net instanceof PyObject) || !(net.state instanceof Map))
+      return fail(`a persistent network under '${network}'`, describe(net ?? null));
+    // Only the requested network's tensors are read; the others (G, D, augment_pipe) stay stubs.
+    const tensors = ld.flatten(net);
+    const skip = (v: unknown) =>
+      v instanceof PyObject && v !== net && [...raw.values()].includes(v)
+        ? { __class__: v.className, __skipped__: true }
+        : undefined;
+    const snapshot = ld.toPlain(raw, skip) as Record<string, unknown>;
+    const n = snapshot[network] as Record<string, unknown>;
+    const kw = n._init_kwargs;
+    return {
+      file,
+      className: net.className,
+      tensors,
+      initArgs: Array.isArray(n._init_args) ? n._init_args : [],
+      initKwargs:
+        typeof kw === 'object' && kw !== null && !(kw instanceof Map) ? (kw as Record<string, unknown>) : {},
+      snapshot,
+    };
   });
-  if (!(raw instanceof Map)) return fail('a snapshot dict (G, D, G_ema, ...)', describe(raw));
-  const net = raw.get(network);
-  if (!(net instanceof PyObject) || !(net.state instanceof Map))
-    return fail(`a persistent network under '${network}'`, describe(net ?? null));
-  // Only the requested network's tensors are read; the others (G, D, augment_pipe) stay stubs.
-  const tensors = ld.flatten(net);
-  const skip = (v: unknown) =>
-    v instanceof PyObject && v !== net && [...raw.values()].includes(v)
-      ? { __class__: v.className, __skipped__: true }
-      : undefined;
-  const snapshot = ld.toPlain(raw, skip) as Record<string, unknown>;
-  const n = snapshot[network] as Record<string, unknown>;
-  const kw = n._init_kwargs;
-  return {
-    file,
-    className: net.className,
-    tensors,
-    initArgs: Array.isArray(n._init_args) ? n._init_args : [],
-    initKwargs:
-      typeof kw === 'object' && kw !== null && !(kw instanceof Map) ? (kw as Record<string, unknown>) : {},
-    snapshot,
-  };
 }

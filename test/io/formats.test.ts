@@ -11,6 +11,7 @@ import { FileSource } from '../../src/io/source.js';
 import { float32ToHalf, halfToFloat32, halfToFloatTable, type Tensor } from '../../src/io/tensor.js';
 import { loadTensor, loadTorch, loadTorchBytes } from '../../src/io/torch.js';
 import { saveTorch } from '../../src/io/torch-write.js';
+import { HalfWidener } from '../../src/io/widen.js';
 import { ZipReader } from '../../src/io/zip.js';
 import { writeMiniScript } from './helpers.js';
 
@@ -157,4 +158,52 @@ test('float16 widening: every one of the 65536 values, in place and with odd len
   }
   assert.equal(new Float32Array(new Uint32Array([table[0x3c00]]).buffer)[0], 1);
   assert.equal(float32ToHalf(1 / 3), 0x3555);
+});
+
+test('half tensors widened on the worker thread equal those widened here, bit for bit (fp16 and bf16, odd sizes)', () => {
+  const file = join(dir, 'halves.pt');
+  const bits = (n: number, seed: number) =>
+    Uint16Array.from({ length: n }, (_, i) => (i * 40503 + seed) & 0xffff);
+  const sizes = [65536, 65536 + 7, 1031, 200_003, 4];
+  const sd = new Map<string, Tensor>();
+  sizes.forEach((n, i) => {
+    sd.set(`h${i}`, { dtype: 'float16', shape: [n], data: bits(n, i) });
+    sd.set(`b${i}`, { dtype: 'bfloat16', shape: [n], data: bits(n, 7 * i) });
+  });
+  saveTorch(file, sd);
+  const here = loadTorch(file, { workerMinElements: Number.POSITIVE_INFINITY });
+  const shared = loadTorch(file, { workerMinElements: 0 });
+  for (const [k, t] of here.tensors) {
+    const u = shared.tensors.get(k)!;
+    assert.equal(u.dtype, 'float32');
+    assert.deepEqual(u.shape, t.shape);
+    assert.ok(u.data.buffer instanceof ArrayBuffer, `${k}: an ordinary ArrayBuffer`);
+    assert.deepEqual(
+      new Uint32Array(u.data.buffer, u.data.byteOffset, u.data.length),
+      new Uint32Array(t.data.buffer, t.data.byteOffset, t.data.length),
+      k,
+    );
+  }
+  const t0 = here.tensors.get('h0')!.data as Float32Array;
+  assert.equal(new Uint32Array(t0.buffer)[1], new Uint32Array(halfToFloatTable().buffer)[40503]);
+});
+
+test('HalfWidener sends most elements to its worker and gets every buffer back', () => {
+  const w = new HalfWidener({ workerMinElements: 0 });
+  const outs: Float32Array[] = [];
+  for (let i = 0; i < 8; i++) {
+    const n = 10_001 + i;
+    const out = new Float32Array(n);
+    new Uint16Array(out.buffer, n * 2, n).fill(0x3c00); // 1.0
+    w.defer(out, n, 'float16', (d) => {
+      outs[i] = d;
+    });
+    outs[i] = out;
+  }
+  w.finish();
+  assert.ok(w.split.worker > w.split.here && w.split.here > 0, JSON.stringify(w.split));
+  outs.forEach((o, i) => {
+    assert.equal(o.length, 10_001 + i);
+    assert.ok(o.every((v) => v === 1));
+  });
 });
