@@ -21,6 +21,7 @@ import {
   mul,
   neg,
   powConst,
+  reciprocal,
   reshape,
   sliceAxis,
   sub,
@@ -35,6 +36,19 @@ import {
   tiled,
   transposedScaled,
 } from './weights.js';
+
+/** An activation with a pending positive factor per channel: its value is x · scale (scale [B, C]). */
+interface Pending {
+  x: Value;
+  scale: Value | null;
+}
+
+interface ModConvOut {
+  /** conv(x · s, W), before demodulation. */
+  y: Value;
+  /** The demodulation (times the layer gain), [B, out]. */
+  demod: Value;
+}
 
 /** Noise for the styled convs: the checkpoint's fixed buffers, one graph value per layer, or none. */
 export type NoiseSpec = 'const' | 'zero' | readonly Value[];
@@ -156,7 +170,7 @@ export class StyleGAN2Graph {
     const c4 = cfg.channels[4];
 
     const input = this.c('input', [1, c4, 4, 4], () => W.constInput);
-    let x = expand(input, [batch, c4, 4, 4]); // [B, C4, 4, 4]
+    let x: Pending = { x: expand(input, [batch, c4, 4, 4]), scale: null }; // [B, C4, 4, 4]
     x = this.g.scope('conv1', () => this.styledConv(0, x, styles[0], noise));
     let skip = this.g.scope('to_rgb1', () => this.toRGB(0, x, styles[1], null));
     for (let b = 0; b < W.toRGBs.length - 1; b++) {
@@ -182,10 +196,11 @@ export class StyleGAN2Graph {
    * measured at 1024²: 2.7 s and 5.0 GB against 2.5 s and 3.7 GB for forward + gradient.) `gain` scales
    * the demodulation.
    */
-  private modConv(key: string, x: Value, s: Value, m: ModConvWeights, gain: number): Value {
-    const [b, inC] = x.shape;
+  private modConv(key: string, h: Pending, s: Value, m: ModConvWeights, gain: number): ModConvOut {
+    const [b, inC] = h.x.shape;
     const k = m.kernel;
-    const xs = mul(x, reshape(s, [b, inC, 1, 1])); // [B, in, H, W] scaled per input channel
+    const inScale = h.scale ? mul(s, h.scale) : s; // the previous layer's pending factor rides along
+    const xs = mul(h.x, reshape(inScale, [b, inC, 1, 1])); // [B, in, H, W] scaled per input channel
     let y: Value;
     if (m.upsample) {
       if (k !== 3) throw new RangeError('upsampling convs must be 3x3');
@@ -200,45 +215,70 @@ export class StyleGAN2Graph {
       transposedScaled(squaredWeightSums(m), m.outChannels, m.inChannels, 1),
     );
     const demod = mul(powConst(add(matmul(mul(s, s), wsq), 1e-8), -0.5), gain); // [B, out]
-    return mul(y, reshape(demod, [b, m.outChannels, 1, 1])); // demod [B, out] -> [B, out, 1, 1]
+    return { y, demod };
   }
 
   /**
    * StyledConv: modulated conv, + noise·strength, + bias, leaky ReLU(0.2)·sqrt 2, clamp. The sqrt 2 gain is
    * folded into the demodulation, noise and bias (leaky ReLU is positively homogeneous).
    */
-  private styledConv(i: number, x: Value, s: Value, noise: NoiseSpec): Value {
+  private styledConv(i: number, x: Pending, s: Value, noise: NoiseSpec): Pending {
     const L: StyledConvWeights = this.weights.convs[i];
     const key = `convs/${i}`;
-    let y = this.modConv(key, x, s, L.conv, SQRT2);
+    const { y, demod } = this.modConv(key, x, s, L.conv, SQRT2);
     const r = L.resolution;
-    if (noise === 'const') {
-      const ns = this.c(`${key}/noise_scaled`, [1, 1, r, r], () =>
-        scaled(L.noiseConst, L.noiseStrength * SQRT2),
-      );
-      y = add(y, ns);
-    } else if (noise !== 'zero') {
-      const n = noise[i];
-      if (n.rank !== 4 || n.shape[1] !== 1 || n.shape[2] !== r || n.shape[3] !== r)
-        throw new RangeError(`noise ${i} must be [B or 1, 1, ${r}, ${r}], got [${n.shape}]`);
-      y = add(y, mul(n, L.noiseStrength * SQRT2));
+    const [b, c] = [y.shape[0], L.conv.outChannels];
+    const bias = this.c(`${key}/bias`, [1, c], () => scaled(L.bias, SQRT2));
+    const strength = L.noiseStrength * SQRT2;
+    if (L.clamp !== null) {
+      // The clamp needs the true values, so here the demodulation is applied at once.
+      let out = mul(y, reshape(demod, [b, c, 1, 1])); // demod [B, out] -> [B, out, 1, 1]
+      if (noise === 'const')
+        out = add(
+          out,
+          this.c(`${key}/noise_scaled`, [1, 1, r, r], () => scaled(L.noiseConst, strength)),
+        );
+      else if (noise !== 'zero') out = add(out, mul(this.noiseInput(i, noise, r), strength));
+      out = leakyRelu(add(out, reshape(bias, [1, c, 1, 1])), 0.2);
+      return { x: clamp(out, L.clamp), scale: null };
     }
-    const bias = this.c(`${key}/bias`, [1, L.conv.outChannels, 1, 1], () => scaled(L.bias, SQRT2));
-    y = leakyRelu(add(y, bias), 0.2);
-    return L.clamp === null ? y : clamp(y, L.clamp);
+    // lrelu(y·d + n + b) = d · lrelu(y + (n + b)/d) for d > 0: the demodulation d is left pending for the
+    // next layer's modulation, and noise and bias become one addend Z = [1/d, b/d] · [n; 1], made by a
+    // MatMul that only writes. That saves two full passes over the activation per layer.
+    const inv = reciprocal(demod); // [B, out]
+    const invBias = mul(inv, bias); // [B, out]
+    let z: Value;
+    if (noise === 'const') {
+      const basis = this.c(`${key}/noise_basis`, [2, r * r], () => noiseBasis(L.noiseConst, strength));
+      const u = concat([reshape(inv, [b, c, 1]), reshape(invBias, [b, c, 1])], 2); // [B, out, 2]
+      z = reshape(matmul(u, basis), [b, c, r, r]); // [B, out, r·r] -> [B, out, r, r]
+    } else {
+      z = reshape(invBias, [b, c, 1, 1]); // [B, out] -> [B, out, 1, 1]
+      if (noise !== 'zero')
+        z = add(mul(this.noiseInput(i, noise, r), reshape(mul(inv, strength), [b, c, 1, 1])), z);
+    }
+    return { x: leakyRelu(add(y, z), 0.2), scale: demod };
+  }
+
+  private noiseInput(i: number, noise: readonly Value[], r: number): Value {
+    const n = noise[i];
+    if (n.rank !== 4 || n.shape[1] !== 1 || n.shape[2] !== r || n.shape[3] !== r)
+      throw new RangeError(`noise ${i} must be [B or 1, 1, ${r}, ${r}], got [${n.shape}]`);
+    return n;
   }
 
   /**
    * ToRGB: a 1x1 modulated conv without demodulation, so the modulation goes into the [3, C] weight and the
    * conv is a batched matmul over pixels; + bias, clamp, + the upsampled skip.
    */
-  private toRGB(j: number, x: Value, s: Value, skip: Value | null): Value {
+  private toRGB(j: number, x: Pending, s: Value, skip: Value | null): Value {
     const T: ToRGBWeights = this.weights.toRGBs[j];
     const key = `to_rgbs/${j}`;
-    const [b, c, h, w] = x.shape;
+    const [b, c, h, w] = x.x.shape;
     const wr = this.c(`${key}/weight`, [1, 3, c], () => T.conv.weight); // [1, 3, C]
-    const wm = mul(wr, reshape(s, [b, 1, c])); // [B, 3, C] modulated
-    let y = reshape(matmul(wm, reshape(x, [b, c, h * w])), [b, 3, h, w]); // [B, 3, H·W] -> [B, 3, H, W]
+    const mod = x.scale ? mul(s, x.scale) : s;
+    const wm = mul(wr, reshape(mod, [b, 1, c])); // [B, 3, C] modulated
+    let y = reshape(matmul(wm, reshape(x.x, [b, c, h * w])), [b, 3, h, w]); // [B, 3, H·W] -> [B, 3, H, W]
     y = add(
       y,
       this.c(`${key}/bias`, [1, 3, 1, 1], () => T.bias),
@@ -283,6 +323,13 @@ export function truncate(w: Value, avg: Value, psi: number, cutoff?: number): Va
 /** clamp(x, -c, c) from max, so its gradient is the engine's max rule. */
 export function clamp(x: Value, c: number): Value {
   return neg(max(neg(max(x, -c)), -c));
+}
+
+/** [noise · strength; ones] as a [2, r·r] matrix, the right factor of the noise-and-bias addend. */
+function noiseBasis(noise: Float32Array, strength: number): Float32Array {
+  const out = new Float32Array(2 * noise.length).fill(1, noise.length);
+  for (let i = 0; i < noise.length; i++) out[i] = noise[i] * strength;
+  return out;
 }
 
 function flip4(k: Float32Array): Float32Array {
