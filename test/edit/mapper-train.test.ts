@@ -70,6 +70,8 @@ describe('mapper training', () => {
     const straight = initMapperWeights(wplusSpec(), 0);
     const A = await MapperTrainer.create(straight, models, data, options(straightDir, 8));
     await A.train();
+    // 8 steps of 2 over 6 latents (16 samples): G(w) was rendered for each latent's ID target once
+    assert.equal(A.trainRenders, 6);
 
     const splitDir = join(tmp, 'split');
     const first = initMapperWeights(wplusSpec(), 0);

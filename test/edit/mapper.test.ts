@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { MapperApplier } from '../../src/edit/mapper/apply.js';
 import { loadMapper, rosinalityStateDict, saveMapper } from '../../src/edit/mapper/checkpoint.js';
-import { MapperObjective } from '../../src/edit/mapper/loss.js';
+import { MapperObjective, MapperTargets } from '../../src/edit/mapper/loss.js';
 import {
   initMapperWeights,
   MapperGraph,
@@ -230,5 +230,32 @@ describe('mapper save / load', () => {
     const f = join(dir, 'bad.pt');
     saveMapper(f, m.weights, { opts: { no_fine_mapper: true } });
     assert.throws(() => loadMapper(f), /fine_mapping/);
+  });
+
+  test('ID targets rendered once (MapperTargets) and fed back give the same losses, gradients and x', async () => {
+    const m = loadMapper(MAPPER);
+    const clip = loadClip(fx('clip/clip.pt'));
+    const textFeatures = await new ClipEncoder(clip).encodeTexts(['a person with purple hair']);
+    const arcface = loadArcFace(fx('arcface/irse.pth'), { stageUnits: [1, 1, 2, 1] });
+    const models = { generator: m.decoder!, clip, textFeatures, arcface };
+    const w = f32('stylegan2/wplus_trunc.npy');
+    const targets = await MapperTargets.create(models, { microBatch: 1, features: true });
+    const t = await targets.compute(w);
+    assert.equal(t.features.length, 2 * arcface.config.embedDim);
+    const plain = await MapperObjective.create(m.weights, models, { batch: 2, grads: false });
+    assertClose(t.x, (await plain.run(m.weights.params, w)).x!, { what: 'x = G(w)' });
+    const obj = await MapperObjective.create(m.weights, models, { batch: 2, microBatch: 1, targets: true });
+    await assert.rejects(obj.run(m.weights.params, w), /ID target features/);
+    const r = await obj.run(m.weights.params, w, t.features);
+    assert.equal(r.x, undefined);
+    const l = r.losses;
+    assertClose([l.loss, l.loss_id, l.loss_clip, l.loss_l2_latent], f32('mapper/train_losses.npy'), {
+      what: 'losses (targets)',
+    });
+    assertClose(
+      r.grads.get('course_mapping.mapping.1.weight')!,
+      f32('mapper/grad_course_mapping_mapping_1_weight.npy'),
+      { rtol: 1e-3, atol: 0, what: 'grad (targets)' },
+    );
   });
 });

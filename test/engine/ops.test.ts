@@ -1,5 +1,7 @@
 /** Forward checks of every primitive against plain TypeScript, and a VJP check of each gradient rule. */
+import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { grad } from '../../src/autodiff/grad.js';
 import { Graph, type Value } from '../../src/graph/graph.js';
 import * as o from '../../src/ops/index.js';
 import { compile } from '../../src/runtime/session.js';
@@ -28,6 +30,8 @@ async function checkForward(
 }
 
 const pos = (x: number) => Math.abs(x) + 0.5;
+/** Values in (-0.75, 0.75) or beyond ±1.25, never near ±1. */
+const awayFromOne = (x: number) => (Math.abs(x) < 1 ? 0.75 * x : x + 0.25 * Math.sign(x));
 const F32 = { dtype: 'float32' } as const;
 
 // Abramowitz-Stegun 7.1.26 is only good to 1.5e-7; a series is exact enough for |x| < 4.
@@ -54,6 +58,8 @@ describe('unary primitives', () => {
     ['relu', o.relu, (x) => Math.max(x, 0)],
     ['leakyRelu', (x) => o.leakyRelu(x, 0.2), (x) => (x > 0 ? x : 0.2 * x)],
     ['abs', o.abs, Math.abs],
+    // The draw is moved away from the bounds (±1) so that finite differences do not straddle a kink.
+    ['clip', (x) => o.clip(x, -1, 1), (x) => Math.min(Math.max(x, -1), 1), awayFromOne],
     ['pow3', (x) => o.powConst(x, 3), (x) => x ** 3],
     ['pow-0.5', (x) => o.powConst(x, -0.5), (x) => x ** -0.5, pos],
   ];
@@ -105,6 +111,15 @@ describe('binary primitives broadcast like numpy', () => {
     );
     await checkVjp((a, b) => o.where(o.greater(a, 0), a, o.mul(b, 3)), [[2, 3], [3]]);
     await checkVjp((a) => o.where(o.greater(a, 0), 1, a), [[4]]);
+  });
+  test('leaky relu slope at and near 0 follows torch (alpha at 0), also for tiny normal outputs', async () => {
+    const g = new Graph();
+    const x = g.input('x', [5]);
+    const [dx] = grad(o.sum(o.leakyRelu(x, 0.2)), [x]);
+    const exe = await compile({ dx });
+    const v = Float32Array.from([0, -0, 2 ** -126, -(2 ** -126), -3]);
+    const out = (await exe.run({ x: { shape: [5], data: v } })).dx.data as Float32Array;
+    assert.deepEqual(Array.from(out), [0.2, 0.2, 1, 0.2, 0.2].map(Math.fround));
   });
   test('number operands become scalars of the tensor dtype', () =>
     checkForward(

@@ -21,7 +21,7 @@ import { isTensor, type Tensor } from '../../io/tensor.js';
 import { Adam, type OptimizerStateJSON, optimizerFromState, type Param, Ranger } from '../optim.js';
 import { type Opts, rosinalityStateDict, saveMapper } from './checkpoint.js';
 import { BatchOrder, type LatentSet } from './data.js';
-import { type Lambdas, type LossModels, type LossValues, MapperObjective } from './loss.js';
+import { type Lambdas, type LossModels, type LossValues, MapperObjective, MapperTargets } from './loss.js';
 import { MapperError, type MapperWeights } from './model.js';
 
 export interface TrainOptions {
@@ -119,6 +119,12 @@ export class MapperTrainer {
   bestValLoss: number | null = null;
   private objective!: MapperObjective;
   private validator: MapperObjective | null = null;
+  private targets!: MapperTargets;
+  /** ID target features per latent index: G(w) depends on w only, so it is rendered once per latent. */
+  private readonly targetCache = {
+    train: new Map<number, Float32Array>(),
+    test: new Map<number, Float32Array>(),
+  };
   private optimizer: Adam | Ranger;
   private readonly params: Param[];
   private readonly order: BatchOrder;
@@ -163,8 +169,11 @@ export class MapperTrainer {
     if (resume !== undefined && resume !== null) t.restore(resume);
     t.objective = await MapperObjective.create(weights, models, {
       batch: options.batch,
+      microBatch: t.microBatch(options.batch),
       lambdas: options.lambdas,
+      targets: true,
     });
+    t.targets = await MapperTargets.create(models, { microBatch: 1, features: options.lambdas.id > 0 });
     mkdirSync(join(options.outDir, 'checkpoints'), { recursive: true });
     mkdirSync(join(options.outDir, 'logs', 'images_train'), { recursive: true });
     mkdirSync(join(options.outDir, 'logs', 'images_val'), { recursive: true });
@@ -229,12 +238,59 @@ export class MapperTrainer {
     await writeImage(file, { dtype: 'float32', shape: [2 * n, 3, s, s], data }, { cols: n, quality: 90 });
   }
 
+  private renders = 0;
+  /** Latents rendered for ID targets or grids during training steps (each latent once, plus grids). */
+  get trainRenders(): number {
+    return this.renders;
+  }
+
+  /** The trainer's default micro-batch: the whole batch up to 256², else 1 (see TrainOptions.microBatch). */
+  private microBatch(batch: number): number {
+    const m = this.options.microBatch ?? (this.models.generator.config.size <= 256 ? batch : 1);
+    return batch % m === 0 ? m : 1;
+  }
+
+  /**
+   * The ID target features of latents `idx` (from the cache, or rendered now and cached), and x = G(w)
+   * when `images` asks for it (for grids).
+   */
+  private async targetsFor(
+    split: 'train' | 'test',
+    idx: readonly number[],
+    w: Float32Array,
+    images: boolean,
+  ): Promise<{ features?: Float32Array; x?: Float32Array }> {
+    const cache = this.targetCache[split];
+    const withFeatures = this.options.lambdas.id > 0;
+    let x: Float32Array | undefined;
+    if (images || (withFeatures && idx.some((i) => !cache.has(i)))) {
+      if (split === 'train') this.renders += idx.length;
+      const r = await this.targets.compute(w);
+      x = r.x;
+      const d = r.features.length / idx.length;
+      if (withFeatures)
+        idx.forEach((i, k) => {
+          cache.set(i, r.features.slice(k * d, (k + 1) * d));
+        });
+    }
+    if (!withFeatures) return { x };
+    const d = cache.get(idx[0])!.length;
+    const features = new Float32Array(idx.length * d);
+    idx.forEach((i, k) => {
+      features.set(cache.get(i)!, k * d);
+    });
+    return { features, x };
+  }
+
   /** One optimizer step on batch `this.step`; returns the losses measured before the update. */
   async trainStep(): Promise<StepInfo> {
     const t0 = performance.now();
+    const o = this.options;
     const idx = this.order.indices(this.step);
     const w = this.data.train.gather(idx);
-    const r = await this.objective.run(this.weights.params, w);
+    const images = (this.step + 1) % o.imageInterval === 0 || this.step === 0;
+    const target = await this.targetsFor('train', idx, w, images);
+    const r = await this.objective.run(this.weights.params, w, target.features);
     for (const p of this.params) {
       const gr = r.grads.get(p.name);
       if (!gr) throw new MapperError(`no gradient for ${p.name}`);
@@ -243,12 +299,15 @@ export class MapperTrainer {
     this.optimizer.step(this.params);
     this.step++;
     const info: StepInfo = { step: this.step, losses: r.losses, seconds: (performance.now() - t0) / 1000 };
-    const o = this.options;
     if (this.step % o.logInterval === 0 || this.step === 1)
       this.log({ split: 'train', step: this.step, ...r.losses, seconds: info.seconds });
-    if (this.step % o.imageInterval === 0 || this.step === 1) {
-      await this.grid(join(o.outDir, 'logs', 'images_train', `${pad5(this.step)}.jpg`), r.x, r.xHat, o.batch);
-    }
+    if (images)
+      await this.grid(
+        join(o.outDir, 'logs', 'images_train', `${pad5(this.step)}.jpg`),
+        target.x!,
+        r.xHat,
+        o.batch,
+      );
     return info;
   }
 
@@ -257,21 +316,23 @@ export class MapperTrainer {
     const o = this.options;
     const test = this.data.test;
     const b = Math.min(o.batch, test.count);
-    const micro = o.microBatch ?? (this.models.generator.config.size <= 256 ? b : 1);
     this.validator ??= await MapperObjective.create(this.weights, this.models, {
       batch: b,
-      microBatch: b % micro === 0 ? micro : 1,
+      microBatch: this.microBatch(b),
       lambdas: o.lambdas,
       grads: false,
+      targets: true,
     });
     const batches = Math.max(1, Math.floor(Math.min(o.valSamples, test.count) / b));
     const sum: LossValues = { loss: 0, loss_id: 0, loss_clip: 0, loss_l2_latent: 0 };
     for (let k = 0; k < batches; k++) {
       const idx = Array.from({ length: b }, (_, i) => k * b + i);
-      const r = await this.validator.run(this.weights.params, test.gather(idx));
+      const w = test.gather(idx);
+      const target = await this.targetsFor('test', idx, w, k === 0);
+      const r = await this.validator.run(this.weights.params, w, target.features);
       for (const key of Object.keys(sum) as (keyof LossValues)[]) sum[key] += r.losses[key];
       if (k === 0)
-        await this.grid(join(o.outDir, 'logs', 'images_val', `${pad5(this.step)}.jpg`), r.x, r.xHat, b);
+        await this.grid(join(o.outDir, 'logs', 'images_val', `${pad5(this.step)}.jpg`), target.x!, r.xHat, b);
     }
     for (const key of Object.keys(sum) as (keyof LossValues)[]) sum[key] /= batches;
     this.log({ split: 'test', step: this.step, ...sum, samples: batches * b });
