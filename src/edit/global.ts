@@ -13,6 +13,7 @@ import { Graph, type Value } from '../graph/graph.js';
 import type { ClipEncoder } from '../models/clip/encoder.js';
 import { StyleGAN2Graph, truncate } from '../models/stylegan2/model.js';
 import type { GeneratorWeights, StyleGAN2Config } from '../models/stylegan2/weights.js';
+import { nchwcBlockSize } from '../runtime/nchwc.js';
 import { compile, type Executable } from '../runtime/session.js';
 import { RandomState } from '../util/random.js';
 
@@ -196,9 +197,10 @@ export async function renderStyles(
   const cfg = weights.config;
   if (codes.length !== cfg.styleDims.length)
     throw new RangeError(`expected ${cfg.styleDims.length} StyleSpace codes, got ${codes.length}`);
+  const blocked = await nchwcBlockSize();
   const exe = await session(weights, `s2img/${batch}`, () => {
     const g = new Graph();
-    const G = new StyleGAN2Graph(g, weights);
+    const G = new StyleGAN2Graph(g, weights, 'stylegan2', { blocked });
     const styles = cfg.styleDims.map((c, i) => g.input(`s${i}`, [batch, c]));
     return { img: G.synthesis(styles, 'const') };
   });

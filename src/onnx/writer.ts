@@ -74,6 +74,7 @@ interface OnnxNode {
   inputs: readonly string[];
   outputs: readonly string[];
   attrs: Record<string, OnnxAttr>;
+  domain: string;
   name: string;
 }
 
@@ -110,11 +111,11 @@ export function serialize(outputs: Record<string, Value>, options: SerializeOpti
   };
   const e: Emitter = {
     name: nameOf,
-    emit(opType, inputs, outs, attrs = {}) {
+    emit(opType, inputs, outs, attrs = {}, domain = '') {
       const owner = current
         ? `${current.scope ? `${current.scope}/` : ''}${current.op.name}:${current.id}`
         : 'out';
-      onnxNodes.push({ opType, inputs, outputs: outs, attrs, name: `${owner}#${onnxNodes.length}` });
+      onnxNodes.push({ opType, inputs, outputs: outs, attrs, domain, name: `${owner}#${onnxNodes.length}` });
     },
     ints(values) {
       const key = values.join(',');
@@ -149,6 +150,7 @@ export function serialize(outputs: Record<string, Value>, options: SerializeOpti
         str(nw, 3, n.name);
         str(nw, 4, n.opType);
         for (const k of Object.keys(n.attrs).sort()) msg(nw, 5, (aw) => writeAttr(aw, k, n.attrs[k]));
+        if (n.domain) str(nw, 7, n.domain);
       });
     str(gw, 2, 'styleclip');
     for (const c of usedConsts) msg(gw, 5, (tw) => writeTensor(tw, c.name!, c.shape, c.dtype, c.data!));
@@ -162,5 +164,11 @@ export function serialize(outputs: Record<string, Value>, options: SerializeOpti
     str(ow, 1, '');
     tag(ow, 2, VARINT).int64(OPSET);
   });
+  // ONNX Runtime's own operator sets (its blocked-layout CPU kernels), version 1.
+  for (const domain of [...new Set(onnxNodes.map((n) => n.domain).filter((d) => d !== ''))].sort())
+    msg(w, 8, (ow) => {
+      str(ow, 1, domain);
+      tag(ow, 2, VARINT).int64(1);
+    });
   return w.finish();
 }

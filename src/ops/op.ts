@@ -35,6 +35,8 @@ export interface Emitter {
     inputs: readonly string[],
     outputs: readonly string[],
     attrs?: Record<string, OnnxAttr>,
+    /** Operator set domain; ONNX's own when omitted. */
+    domain?: string,
   ): void;
   /** A 1-D int64 initializer (deduplicated); ONNX wants shapes, axes and pads as such inputs. */
   ints(values: readonly number[]): string;

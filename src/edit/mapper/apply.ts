@@ -7,6 +7,7 @@ import { Graph, type Value } from '../../graph/graph.js';
 import { StyleGAN2Graph } from '../../models/stylegan2/model.js';
 import type { GeneratorWeights } from '../../models/stylegan2/weights.js';
 import { add, concat, mul } from '../../ops/index.js';
+import { nchwcBlockSize } from '../../runtime/nchwc.js';
 import { compile, type Executable } from '../../runtime/session.js';
 import { EDIT_SCALE, MapperError, MapperGraph, type MapperWeights } from './model.js';
 
@@ -82,7 +83,7 @@ export class MapperApplier {
         `the mapper works on ${weights.spec.latentDim}-d latents, the generator's are ${cfg.styleDim}-d`,
       );
     const g = new Graph();
-    const G = new StyleGAN2Graph(g, generator);
+    const G = new StyleGAN2Graph(g, generator, 'stylegan2', { blocked: await nchwcBlockSize() });
     const M = new MapperGraph(g, weights, 'const');
     const w = g.input('w', [batch, cfg.nLatent, cfg.styleDim]);
     const k = g.input('k', [1]);

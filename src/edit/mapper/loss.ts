@@ -21,6 +21,7 @@ import type { ClipModel } from '../../models/clip/model.js';
 import { StyleGAN2Graph } from '../../models/stylegan2/model.js';
 import type { GeneratorWeights } from '../../models/stylegan2/weights.js';
 import { add, mean, mul, sub } from '../../ops/index.js';
+import { nchwcBlockSize } from '../../runtime/nchwc.js';
 import { compile, type Executable, type HostTensor } from '../../runtime/session.js';
 import { clipLoss, idFeatures, idLoss, idLossToFeatures } from '../losses.js';
 import { MapperError, MapperGraph, type MapperWeights } from './model.js';
@@ -304,7 +305,8 @@ export class MapperTargets {
     const g = new Graph();
     const shape = [options.microBatch, cfg.nLatent, cfg.styleDim];
     const w = g.input('w', shape);
-    const x = new StyleGAN2Graph(g, models.generator).image(w);
+    const blocked = await nchwcBlockSize();
+    const x = new StyleGAN2Graph(g, models.generator, 'stylegan2', { blocked }).image(w);
     const outs: Record<string, Value> = { x };
     if (options.features) outs.features = idFeatures(models.arcface!, x);
     const exe = await compile(outs, { inputs: [w] });

@@ -4,6 +4,7 @@
  */
 import { Graph, type Value } from '../../graph/graph.js';
 import { mean } from '../../ops/index.js';
+import { nchwcBlockSize } from '../../runtime/nchwc.js';
 import { compile, type Executable, type HostTensor } from '../../runtime/session.js';
 import { RandomState } from '../../util/random.js';
 import { loadGenerator } from './load.js';
@@ -61,11 +62,13 @@ export class StyleGAN2 {
     return new StyleGAN2Graph(g, this.weights);
   }
 
+  /** A cached forward-only executable (never differentiated, so it may use the blocked kernels). */
   private exe(key: string, build: (G: StyleGAN2Graph) => Record<string, Value>): Promise<Executable> {
     let e = this.cache.get(key);
     if (!e) {
-      const g = new Graph();
-      e = compile(build(this.graph(g)));
+      e = nchwcBlockSize().then((blocked) =>
+        compile(build(new StyleGAN2Graph(new Graph(), this.weights, 'stylegan2', { blocked }))),
+      );
       this.cache.set(key, e);
     }
     return e;

@@ -27,6 +27,13 @@ import {
   sub,
 } from '../../ops/index.js';
 import {
+  blockDepthwiseFilter,
+  blockFilter,
+  nchwcConv,
+  nchwcReorderInput,
+  nchwcReorderOutput,
+} from '../../ops/nchwc.js';
+import {
   type GeneratorWeights,
   type ModConvWeights,
   type StyledConvWeights,
@@ -63,7 +70,16 @@ export class StyleGAN2Graph {
     readonly g: Graph,
     readonly weights: GeneratorWeights,
     readonly name = 'stylegan2',
+    /**
+     * `blocked`: ONNX Runtime's NCHWc block size (from `nchwcBlockSize()`), for graphs that are never
+     * differentiated; high-resolution blocks then run on its blocked conv kernels. 0: standard ops only.
+     */
+    readonly options: { blocked?: number } = {},
   ) {}
+
+  private get blocked(): number {
+    return this.options.blocked ?? 0;
+  }
 
   get config() {
     return this.weights.config;
@@ -176,12 +192,109 @@ export class StyleGAN2Graph {
     for (let b = 0; b < W.toRGBs.length - 1; b++) {
       const res = 8 << b;
       this.g.scope(`b${res}`, () => {
+        if (this.canBlock(b, batch, noise)) {
+          [x, skip] = this.blockedBlock(b, x, styles, skip);
+          return;
+        }
         x = this.g.scope('conv_up', () => this.styledConv(1 + 2 * b, x, styles[2 + 3 * b], noise));
         x = this.g.scope('conv', () => this.styledConv(2 + 2 * b, x, styles[3 + 3 * b], noise));
         skip = this.g.scope('to_rgb', () => this.toRGB(b + 1, x, styles[4 + 3 * b], skip));
       });
     }
     return skip;
+  }
+
+  /**
+   * Whether block b runs blocked: one image with the checkpoint's noise, no clamps, channels in whole
+   * blocks, and activations at least 16 times the size of the 3x3 weights (the weights are modulated per
+   * run, so at 512 channels and 64² that costs as much as it saves).
+   */
+  private canBlock(b: number, batch: number, noise: NoiseSpec): boolean {
+    const B = this.blocked;
+    if (!B || batch !== 1 || noise !== 'const') return false;
+    const up = this.weights.convs[1 + 2 * b];
+    const cv = this.weights.convs[2 + 2 * b];
+    const c = cv.conv.outChannels;
+    return (
+      cv.resolution ** 2 >= 16 * 9 * c &&
+      up.clamp === null &&
+      cv.clamp === null &&
+      this.weights.toRGBs[b + 1].clamp === null &&
+      up.conv.outChannels % B === 0 &&
+      cv.conv.inChannels % B === 0 &&
+      cv.conv.outChannels % B === 0
+    );
+  }
+
+  private demod(key: string, s: Value, m: ModConvWeights, gain: number): Value {
+    const wsq = this.c(`${key}/weight_sq_t`, [m.inChannels, m.outChannels], () =>
+      transposedScaled(squaredWeightSums(m), m.outChannels, m.inChannels, 1),
+    );
+    return mul(powConst(add(matmul(mul(s, s), wsq), 1e-8), -0.5), gain); // [B, out]
+  }
+
+  /** noise·strength broadcast over the channels of a blocked tensor [1, C, r, r]. */
+  private noiseSum(i: number, c: number): Value {
+    const L = this.weights.convs[i];
+    const r = L.resolution;
+    const n = this.c(`convs/${i}/noise_col`, [1, 1, r * r, 1], () =>
+      scaled(L.noiseConst, L.noiseStrength * SQRT2),
+    );
+    return reshape(expand(n, [1, c / this.blocked, r * r, this.blocked]), [1, c, r, r]);
+  }
+
+  /**
+   * One resolution block for a single image on ONNX Runtime's blocked conv kernels: the modulation and
+   * demodulation go into the (small) weights, and bias, noise and leaky ReLU are fused into the conv.
+   */
+  private blockedBlock(b: number, x: Pending, styles: readonly Value[], skip: Value): [Pending, Value] {
+    const B = this.blocked;
+    const [i1, i2] = [1 + 2 * b, 2 + 2 * b];
+    const [m1, m2] = [this.weights.convs[i1].conv, this.weights.convs[i2].conv];
+    const [s1, s2, s3] = [styles[2 + 3 * b], styles[3 + 3 * b], styles[4 + 3 * b]];
+    const inC = m1.inChannels;
+    const c = m1.outChannels;
+    const bias = (i: number) =>
+      this.c(`convs/${i}/bias_vec`, [c], () => scaled(this.weights.convs[i].bias, SQRT2));
+    // upsampling conv: weights [in, out, 3, 3] · (s · pending scale)[in] · demod[out]
+    const mod1 = x.scale ? mul(s1, x.scale) : s1;
+    const wt = this.c(`convs/${i1}/weight_t`, [inC, c, 3, 3], () => transposeOI(m1));
+    const wt1 = mul(
+      mul(wt, reshape(mod1, [inC, 1, 1, 1])),
+      reshape(this.demod(`convs/${i1}`, s1, m1, SQRT2), [1, c, 1, 1]),
+    );
+    let h = nchwcReorderInput(convTranspose2d(x.x, wt1, { stride: 2 }), B); // [1, out, 2H+1, 2W+1]
+    const blurK = this.c(`blur/depthwise_${c}`, [c, 1, 4, 4], () =>
+      tiled(flip4(scaled(this.weights.blurKernel, 4)), c),
+    );
+    h = nchwcConv(h, blockDepthwiseFilter(blurK, B), {
+      pads: 1,
+      group: c,
+      bias: bias(i1),
+      sum: this.noiseSum(i1, c),
+      leaky: 0.2,
+    });
+    // 3x3 conv: weights [out, in, 3, 3] · s[in] · demod[out]
+    const W2 = this.c(`convs/${i2}/weight`, [c, c, 3, 3], () => m2.weight);
+    const w2 = mul(
+      mul(W2, reshape(s2, [1, c, 1, 1])),
+      reshape(this.demod(`convs/${i2}`, s2, m2, SQRT2), [c, 1, 1, 1]),
+    );
+    h = nchwcConv(h, blockFilter(w2, B), { pads: 1, bias: bias(i2), sum: this.noiseSum(i2, c), leaky: 0.2 });
+    // ToRGB as a 1x1 blocked conv with the 3 output channels padded to one block
+    const T = this.weights.toRGBs[b + 1];
+    const wr = mul(
+      this.c(`to_rgbs/${b + 1}/weight_2d`, [3, c], () => T.conv.weight),
+      s3,
+    ); // [3, C]
+    const pad = this.c(`to_rgbs/zero_${B - 3}x${c}`, [B - 3, c], () => new Float32Array((B - 3) * c));
+    const wr16 = reshape(concat([wr, pad], 0), [B, c, 1, 1]);
+    let rgb = nchwcReorderOutput(nchwcConv(h, blockFilter(wr16, B), { pads: 0 }), 3); // [1, 3, r, r]
+    rgb = add(
+      rgb,
+      this.c(`to_rgbs/${b + 1}/bias`, [1, 3, 1, 1], () => T.bias),
+    );
+    return [{ x: nchwcReorderOutput(h, c), scale: null }, add(rgb, this.upsample2x(skip))];
   }
 
   /** W+ → image, the common path (W+ → S → image). */
