@@ -27,6 +27,28 @@ const fx = (p: string) => new URL(`../fixtures/${p}`, import.meta.url).pathname;
 const f32 = (p: string) => parseNpy(new Uint8Array(readFileSync(fx(p)))).data as Float32Array;
 const MAPPER = fx('mapper/mapper.pt');
 
+/** The fixture mapper and the loss models of its training fixtures. */
+async function fixtureModels() {
+  const m = loadMapper(MAPPER);
+  const clip = loadClip(fx('clip/clip.pt'));
+  const textFeatures = await new ClipEncoder(clip).encodeTexts(['a person with purple hair']);
+  const arcface = loadArcFace(fx('arcface/irse.pth'), { stageUnits: [1, 1, 2, 1] });
+  return { m, models: { generator: m.decoder!, clip, textFeatures, arcface } };
+}
+
+/** train_losses and the gradient of course_mapping.mapping.1.weight, as the training fixtures give them. */
+function assertTrainFixtures(r: Awaited<ReturnType<MapperObjective['run']>>, label: string): void {
+  const l = r.losses;
+  assertClose([l.loss, l.loss_id, l.loss_clip, l.loss_l2_latent], f32('mapper/train_losses.npy'), {
+    what: `losses (${label})`,
+  });
+  assertClose(
+    r.grads.get('course_mapping.mapping.1.weight')!,
+    f32('mapper/grad_course_mapping_mapping_1_weight.npy'),
+    { rtol: 1e-3, atol: 0, what: `grad (${label})` },
+  );
+}
+
 describe('mapper checkpoint (official layout)', () => {
   test('architecture and flags from opts and the key set; the decoder half', () => {
     const m = loadMapper(MAPPER);
@@ -99,62 +121,21 @@ describe('mapper forward parity (mapper.pt)', () => {
 describe('mapper training objective parity', () => {
   let res: Awaited<ReturnType<MapperObjective['run']>>;
   before(async () => {
-    const m = loadMapper(MAPPER);
-    const clip = loadClip(fx('clip/clip.pt'));
-    const textFeatures = await new ClipEncoder(clip).encodeTexts(['a person with purple hair']);
-    const arcface = loadArcFace(fx('arcface/irse.pth'), { stageUnits: [1, 1, 2, 1] });
-    const obj = await MapperObjective.create(
-      m.weights,
-      { generator: m.decoder!, clip, textFeatures, arcface },
-      { batch: 2 },
-    );
+    const { m, models } = await fixtureModels();
+    const obj = await MapperObjective.create(m.weights, models, { batch: 2 });
     res = await obj.run(m.weights.params, f32('stylegan2/wplus_trunc.npy'));
   });
 
-  test('train_losses [total, id, clip, l2] with lambdas 1.0 / 0.8 / 0.1', () => {
-    const l = res.losses;
-    assertClose([l.loss, l.loss_id, l.loss_clip, l.loss_l2_latent], f32('mapper/train_losses.npy'), {
-      what: 'losses',
-    });
-  });
-
-  test('d total / d course_mapping.mapping.1.weight', () => {
-    assertClose(
-      res.grads.get('course_mapping.mapping.1.weight')!,
-      f32('mapper/grad_course_mapping_mapping_1_weight.npy'),
-      {
-        rtol: 1e-3,
-        atol: 0,
-        what: 'grad',
-      },
-    );
+  test('train_losses [total, id, clip, l2] and d total / d course_mapping.mapping.1.weight', () => {
+    assertTrainFixtures(res, 'one graph');
     assert.equal(res.grads.size, 24);
   });
 
   test('micro-batches of 1 give the same losses and gradients', async () => {
-    const m = loadMapper(MAPPER);
-    const clip = loadClip(fx('clip/clip.pt'));
-    const textFeatures = await new ClipEncoder(clip).encodeTexts(['a person with purple hair']);
-    const arcface = loadArcFace(fx('arcface/irse.pth'), { stageUnits: [1, 1, 2, 1] });
-    const obj = await MapperObjective.create(
-      m.weights,
-      { generator: m.decoder!, clip, textFeatures, arcface },
-      { batch: 2, microBatch: 1 },
-    );
+    const { m, models } = await fixtureModels();
+    const obj = await MapperObjective.create(m.weights, models, { batch: 2, microBatch: 1 });
     const r = await obj.run(m.weights.params, f32('stylegan2/wplus_trunc.npy'));
-    const l = r.losses;
-    assertClose([l.loss, l.loss_id, l.loss_clip, l.loss_l2_latent], f32('mapper/train_losses.npy'), {
-      what: 'losses (micro)',
-    });
-    assertClose(
-      r.grads.get('course_mapping.mapping.1.weight')!,
-      f32('mapper/grad_course_mapping_mapping_1_weight.npy'),
-      {
-        rtol: 1e-3,
-        atol: 0,
-        what: 'grad (micro)',
-      },
-    );
+    assertTrainFixtures(r, 'micro');
     assertClose(r.xHat, f32('mapper/img_mapped.npy'), { what: 'x_hat (micro)' });
   });
 });
@@ -233,29 +214,17 @@ describe('mapper save / load', () => {
   });
 
   test('ID targets rendered once (MapperTargets) and fed back give the same losses, gradients and x', async () => {
-    const m = loadMapper(MAPPER);
-    const clip = loadClip(fx('clip/clip.pt'));
-    const textFeatures = await new ClipEncoder(clip).encodeTexts(['a person with purple hair']);
-    const arcface = loadArcFace(fx('arcface/irse.pth'), { stageUnits: [1, 1, 2, 1] });
-    const models = { generator: m.decoder!, clip, textFeatures, arcface };
+    const { m, models } = await fixtureModels();
     const w = f32('stylegan2/wplus_trunc.npy');
     const targets = await MapperTargets.create(models, { microBatch: 1, features: true });
     const t = await targets.compute(w);
-    assert.equal(t.features.length, 2 * arcface.config.embedDim);
+    assert.equal(t.features.length, 2 * models.arcface.config.embedDim);
     const plain = await MapperObjective.create(m.weights, models, { batch: 2, grads: false });
     assertClose(t.x, (await plain.run(m.weights.params, w)).x!, { what: 'x = G(w)' });
     const obj = await MapperObjective.create(m.weights, models, { batch: 2, microBatch: 1, targets: true });
     await assert.rejects(obj.run(m.weights.params, w), /ID target features/);
     const r = await obj.run(m.weights.params, w, t.features);
     assert.equal(r.x, undefined);
-    const l = r.losses;
-    assertClose([l.loss, l.loss_id, l.loss_clip, l.loss_l2_latent], f32('mapper/train_losses.npy'), {
-      what: 'losses (targets)',
-    });
-    assertClose(
-      r.grads.get('course_mapping.mapping.1.weight')!,
-      f32('mapper/grad_course_mapping_mapping_1_weight.npy'),
-      { rtol: 1e-3, atol: 0, what: 'grad (targets)' },
-    );
+    assertTrainFixtures(r, 'targets');
   });
 });
