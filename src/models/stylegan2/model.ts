@@ -5,7 +5,8 @@
  *
  * Modulated convolution is computed on activations, not weights: `conv(x · s, W) · demod(s)` with the
  * constant W, which equals conv(x, W·s·demod) per sample (rosinality's grouped conv) and lets ONNX Runtime
- * keep W as a plain initializer. demod(s)[o] = rsqrt(Σ_i s_i² Σ_k W[o,i,k]² + 1e-8).
+ * keep W as a plain initializer. demod(s)[o] = rsqrt(Σ_i s_i² Σ_k W[o,i,k]² + 1e-8). The exception is a
+ * single image that is only rendered: its high-resolution blocks modulate the weights (blockedBlock).
  */
 import type { Graph, Value } from '../../graph/graph.js';
 import {
@@ -226,6 +227,7 @@ export class StyleGAN2Graph {
     );
   }
 
+  /** demod(s)[o] = rsqrt(Σ_i s_i² Σ_k W[o,i,k]² + 1e-8) · gain, [B, out]. */
   private demod(key: string, s: Value, m: ModConvWeights, gain: number): Value {
     const wsq = this.c(`${key}/weight_sq_t`, [m.inChannels, m.outChannels], () =>
       transposedScaled(squaredWeightSums(m), m.outChannels, m.inChannels, 1),
@@ -324,11 +326,7 @@ export class StyleGAN2Graph {
       const wc = this.c(`${key}/weight`, [m.outChannels, inC, k, k], () => m.weight);
       y = conv2d(xs, wc, { pads: (k - 1) >> 1 }); // [B, out, H, W]
     }
-    const wsq = this.c(`${key}/weight_sq_t`, [inC, m.outChannels], () =>
-      transposedScaled(squaredWeightSums(m), m.outChannels, m.inChannels, 1),
-    );
-    const demod = mul(powConst(add(matmul(mul(s, s), wsq), 1e-8), -0.5), gain); // [B, out]
-    return { y, demod };
+    return { y, demod: this.demod(key, s, m, gain) };
   }
 
   /**
