@@ -233,15 +233,6 @@ export class MapperObjective {
       for (let i = 0; i < g.length; i++) g[i] *= inv;
       grads.set(k, g);
     }
-    const cat = (f: (r: StepResult) => Float32Array) => {
-      const out = new Float32Array(parts.reduce((a, r) => a + f(r).length, 0));
-      let o = 0;
-      for (const r of parts) {
-        out.set(f(r), o);
-        o += f(r).length;
-      }
-      return out;
-    };
     return {
       losses: {
         loss: mean((r) => r.losses.loss),
@@ -250,8 +241,8 @@ export class MapperObjective {
         loss_l2_latent: mean((r) => r.losses.loss_l2_latent),
       },
       grads,
-      x: parts[0].x ? cat((r) => r.x!) : undefined,
-      xHat: cat((r) => r.xHat),
+      x: parts[0].x ? concatFloats(parts.map((r) => r.x!)) : undefined,
+      xHat: concatFloats(parts.map((r) => r.xHat)),
     };
   }
 
