@@ -26,6 +26,7 @@ import {
   reshape,
   sliceAxis,
   sub,
+  transpose,
 } from '../../ops/index.js';
 import {
   blockDepthwiseFilter,
@@ -235,19 +236,32 @@ export class StyleGAN2Graph {
     return mul(powConst(add(matmul(mul(s, s), wsq), 1e-8), -0.5), gain); // [B, out]
   }
 
-  /** noise·strength broadcast over the channels of a blocked tensor [1, C, r, r]. */
-  private noiseSum(i: number, c: number): Value {
+  /**
+   * (noise·strength + bias) / d for styled conv i as a blocked [1, C, r, r] addend: one batched MatMul of
+   * the constant [noise, 1] columns with the per-block rows [1/d; bias/d], written fresh each run so the
+   * conv accumulates into it in place (a constant addend would be copied, and would cost 0.3 GB).
+   */
+  private blockedAddend(i: number, d: Value): Value {
+    const B = this.blocked;
     const L = this.weights.convs[i];
     const r = L.resolution;
-    const n = this.c(`convs/${i}/noise_col`, [1, 1, r * r, 1], () =>
-      scaled(L.noiseConst, L.noiseStrength * SQRT2),
-    );
-    return reshape(expand(n, [1, c / this.blocked, r * r, this.blocked]), [1, c, r, r]);
+    const c = L.conv.outChannels;
+    const basis = this.c(`convs/${i}/noise_basis_rows`, [1, r * r, 2], () => {
+      const out = new Float32Array(2 * r * r).fill(1);
+      for (let p = 0; p < r * r; p++) out[2 * p] = L.noiseConst[p] * L.noiseStrength * SQRT2;
+      return out;
+    });
+    const bias = this.c(`convs/${i}/bias_row`, [1, c], () => scaled(L.bias, SQRT2));
+    const inv = reciprocal(d); // [1, C]
+    const u = transpose(reshape(concat([inv, mul(inv, bias)], 0), [2, c / B, B]), [1, 0, 2]); // [C/B, 2, B]
+    return reshape(matmul(basis, u), [1, c, r, r]); // [C/B, r·r, B]: the blocked layout of [1, C, r, r]
   }
 
   /**
-   * One resolution block for a single image on ONNX Runtime's blocked conv kernels: the modulation and
-   * demodulation go into the (small) weights, and bias, noise and leaky ReLU are fused into the conv.
+   * One resolution block for a single image on ONNX Runtime's blocked conv kernels: the modulation goes
+   * into the (small) weights, and the noise-and-bias addend and leaky ReLU are fused into the conv. As in
+   * styledConv, each layer's demodulation d is left pending (lrelu(y·d + a) = d·lrelu(y + a/d)) and
+   * folded into the next layer's weights.
    */
   private blockedBlock(b: number, x: Pending, styles: readonly Value[], skip: Value): [Pending, Value] {
     const B = this.blocked;
@@ -256,38 +270,27 @@ export class StyleGAN2Graph {
     const [s1, s2, s3] = [styles[2 + 3 * b], styles[3 + 3 * b], styles[4 + 3 * b]];
     const inC = m1.inChannels;
     const c = m1.outChannels;
-    const bias = (i: number) =>
-      this.c(`convs/${i}/bias_vec`, [c], () => scaled(this.weights.convs[i].bias, SQRT2));
-    // upsampling conv: weights [in, out, 3, 3] · (s · pending scale)[in] · demod[out]
+    // upsampling conv, then the blur: weights [in, out, 3, 3] · (s · pending scale)[in]
     const mod1 = x.scale ? mul(s1, x.scale) : s1;
     const wt = this.c(`convs/${i1}/weight_t`, [inC, c, 3, 3], () => transposeOI(m1));
-    const wt1 = mul(
-      mul(wt, reshape(mod1, [inC, 1, 1, 1])),
-      reshape(this.demod(`convs/${i1}`, s1, m1, SQRT2), [1, c, 1, 1]),
-    );
+    const wt1 = mul(wt, reshape(mod1, [inC, 1, 1, 1]));
+    const d1 = this.demod(`convs/${i1}`, s1, m1, SQRT2);
     let h = nchwcReorderInput(convTranspose2d(x.x, wt1, { stride: 2 }), B); // [1, out, 2H+1, 2W+1]
     const blurK = this.c(`blur/depthwise_${c}`, [c, 1, 4, 4], () =>
       tiled(flip4(scaled(this.weights.blurKernel, 4)), c),
     );
-    h = nchwcConv(h, blockDepthwiseFilter(blurK, B), {
-      pads: 1,
-      group: c,
-      bias: bias(i1),
-      sum: this.noiseSum(i1, c),
-      leaky: 0.2,
-    });
-    // 3x3 conv: weights [out, in, 3, 3] · s[in] · demod[out]
+    const blur = blockDepthwiseFilter(blurK, B);
+    h = nchwcConv(h, blur, { pads: 1, group: c, sum: this.blockedAddend(i1, d1), leaky: 0.2 }); // · d1 pending
+    // 3x3 conv: weights [out, in, 3, 3] · (s · d1)[in]
     const W2 = this.c(`convs/${i2}/weight`, [c, c, 3, 3], () => m2.weight);
-    const w2 = mul(
-      mul(W2, reshape(s2, [1, c, 1, 1])),
-      reshape(this.demod(`convs/${i2}`, s2, m2, SQRT2), [c, 1, 1, 1]),
-    );
-    h = nchwcConv(h, blockFilter(w2, B), { pads: 1, bias: bias(i2), sum: this.noiseSum(i2, c), leaky: 0.2 });
+    const w2 = mul(W2, reshape(mul(s2, d1), [1, c, 1, 1]));
+    const d2 = this.demod(`convs/${i2}`, s2, m2, SQRT2);
+    h = nchwcConv(h, blockFilter(w2, B), { pads: 1, sum: this.blockedAddend(i2, d2), leaky: 0.2 }); // · d2
     // ToRGB as a 1x1 blocked conv with the 3 output channels padded to one block
     const T = this.weights.toRGBs[b + 1];
     const wr = mul(
       this.c(`to_rgbs/${b + 1}/weight_2d`, [3, c], () => T.conv.weight),
-      s3,
+      mul(s3, d2),
     ); // [3, C]
     const pad = this.c(`to_rgbs/zero_${B - 3}x${c}`, [B - 3, c], () => new Float32Array((B - 3) * c));
     const wr16 = reshape(concat([wr, pad], 0), [B, c, 1, 1]);
@@ -296,7 +299,7 @@ export class StyleGAN2Graph {
       rgb,
       this.c(`to_rgbs/${b + 1}/bias`, [1, 3, 1, 1], () => T.bias),
     );
-    return [{ x: nchwcReorderOutput(h, c), scale: null }, add(rgb, this.upsample2x(skip))];
+    return [{ x: nchwcReorderOutput(h, c), scale: d2 }, add(rgb, this.upsample2x(skip))];
   }
 
   /** W+ → image, the common path (W+ → S → image). */
