@@ -60,7 +60,6 @@ export class HalfWidener {
   private kept: Job[] = [];
   private keptElements = 0;
   private sentElements = 0;
-  private pendingElements = 0;
   private readonly sent = new Map<number, Job>();
   private nextId = 0;
   private worker?: { thread: Worker; port: MessagePort; done: Int32Array };
@@ -78,9 +77,9 @@ export class HalfWidener {
   /** `out` holds `count` halves in its upper half; `set` receives the widened array (a new view). */
   defer(out: Float32Array, count: number, kind: HalfKind, set: (data: Float32Array) => void): void {
     const job: Job = { out, count, kind, set };
-    this.pendingElements += count;
-    const worker = this.pendingElements >= this.minElements ? this.startWorker() : undefined;
-    if (worker && this.keptElements >= KEEP_SHARE * (this.keptElements + this.sentElements + count)) {
+    const total = this.keptElements + this.sentElements + count;
+    const worker = total >= this.minElements ? this.startWorker() : undefined;
+    if (worker && this.keptElements >= KEEP_SHARE * total) {
       const id = this.nextId++;
       this.sent.set(id, job);
       this.sentElements += count;

@@ -288,10 +288,8 @@ export class StyleGAN2Graph {
     h = nchwcConv(h, blockFilter(w2, B), { pads: 1, sum: this.blockedAddend(i2, d2), leaky: 0.2 }); // · d2
     // ToRGB as a 1x1 blocked conv with the 3 output channels padded to one block
     const T = this.weights.toRGBs[b + 1];
-    const wr = mul(
-      this.c(`to_rgbs/${b + 1}/weight_2d`, [3, c], () => T.conv.weight),
-      mul(s3, d2),
-    ); // [3, C]
+    const wrgb = this.c(`to_rgbs/${b + 1}/weight`, [1, 3, c], () => T.conv.weight);
+    const wr = mul(reshape(wrgb, [3, c]), mul(s3, d2)); // [1, 3, C] -> [3, C], modulated
     const pad = this.c(`to_rgbs/zero_${B - 3}x${c}`, [B - 3, c], () => new Float32Array((B - 3) * c));
     const wr16 = reshape(concat([wr, pad], 0), [B, c, 1, 1]);
     let rgb = nchwcReorderOutput(nchwcConv(h, blockFilter(wr16, B), { pads: 0 }), 3); // [1, 3, r, r]
