@@ -5,7 +5,7 @@
  */
 import { ShapeError, type Value } from '../graph/graph.js';
 import { A, apply, type Op } from './op.js';
-import { reshape, transpose } from './shape.js';
+import { concat, reshape, transpose } from './shape.js';
 
 const DOMAIN = 'com.microsoft.nchwc';
 
@@ -35,25 +35,26 @@ const reorderOutputOp: Op = {
     ),
 };
 
+type Pads = [number, number, number, number]; // top, left, bottom, right
+
 const convOp: Op = {
   name: 'nchwc_conv',
   infer([x, w], a) {
-    const k = w.shape[2];
-    const p = a.pads as number;
+    const [kh, kw] = [w.shape[2], w.shape[3]];
+    const [t, l, b, r] = a.pads as Pads;
     return [
       {
-        shape: [x.shape[0], w.shape[0], x.shape[2] + 2 * p - k + 1, x.shape[3] + 2 * p - k + 1],
+        shape: [x.shape[0], w.shape[0], x.shape[2] + t + b - kh + 1, x.shape[3] + l + r - kw + 1],
         dtype: x.dtype,
       },
     ];
   },
   lower(e, n) {
     const a = n.attrs;
-    const k = n.inputs[1].shape[2];
-    const p = a.pads as number;
+    const w = n.inputs[1];
     const attrs: Record<string, ReturnType<typeof A.int>> = {
-      kernel_shape: A.ints([k, k]),
-      pads: A.ints([p, p, p, p]),
+      kernel_shape: A.ints([w.shape[2], w.shape[3]]),
+      pads: A.ints(a.pads as Pads),
       strides: A.ints([1, 1]),
       dilations: A.ints([1, 1]),
       group: A.int(a.group as number),
@@ -62,7 +63,7 @@ const convOp: Op = {
       attrs.activation = A.string('LeakyRelu');
       attrs.activation_params = A.floats([a.leaky as number]);
     }
-    const [x, w, b, sum] = n.inputs;
+    const [x, , b, sum] = n.inputs;
     const bias = a.hasBias ? e.name(b) : '';
     const s = a.hasSum ? e.name(a.hasBias ? sum : b) : '';
     e.emit(
@@ -83,11 +84,11 @@ export const nchwcReorderOutput = (x: Value, channels: number): Value =>
 export function nchwcConv(
   x: Value,
   w: Value,
-  o: { pads: number; group?: number; bias?: Value; sum?: Value; leaky?: number },
+  o: { pads: number | Pads; group?: number; bias?: Value; sum?: Value; leaky?: number },
 ): Value {
   const inputs = [x, w, ...(o.bias ? [o.bias] : []), ...(o.sum ? [o.sum] : [])];
   return apply(convOp, inputs, {
-    pads: o.pads,
+    pads: typeof o.pads === 'number' ? [o.pads, o.pads, o.pads, o.pads] : o.pads,
     group: o.group ?? 1,
     hasBias: !!o.bias,
     hasSum: !!o.sum,
@@ -113,4 +114,24 @@ export function blockDepthwiseFilter(w: Value, block: number): Value {
   const [C, , kh, kw] = w.shape;
   // [C/B, Bo, 1, kh, kw] -> [C/B, 1, kh, kw, Bo]
   return reshape(transpose(reshape(w, [C / block, block, 1, kh, kw]), [0, 2, 3, 4, 1]), [C, 1, kh, kw]);
+}
+
+/**
+ * Interleaves the four phases of a 2x upsampling, each blocked [1, C, H, W] and listed as (row, column)
+ * parities 00, 01, 10, 11, into one blocked [1, C, 2H, 2W]. The blocks of channels stay innermost, so
+ * this is one transpose of whole 64-byte rows (ONNX Runtime's DepthToSpace on NCHW moves single floats).
+ */
+export function nchwcInterleave(phases: readonly Value[], block: number): Value {
+  const [n, c, h, w] = phases[0].shape;
+  if (n !== 1 || phases.length !== 4) throw new ShapeError('interleave takes four single-image phases');
+  // each phase [1, C, H, W] in memory [C/B, H, W, B]; stacked [2 (row parity), 2 (col parity), C/B, H, W, B]
+  const stacked = reshape(
+    concat(
+      phases.map((p) => reshape(p, [1, c / block, h, w, block])),
+      0,
+    ),
+    [2, 2, c / block, h, w, block],
+  );
+  // -> [C/B, H, 2, W, 2, B] = [C/B, 2H, 2W, B]: the blocked layout of [1, C, 2H, 2W]
+  return reshape(transpose(stacked, [2, 3, 0, 4, 1, 5]), [1, c, 2 * h, 2 * w]);
 }

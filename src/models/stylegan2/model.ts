@@ -32,6 +32,7 @@ import {
   blockDepthwiseFilter,
   blockFilter,
   nchwcConv,
+  nchwcInterleave,
   nchwcReorderInput,
   nchwcReorderOutput,
 } from '../../ops/nchwc.js';
@@ -50,6 +51,8 @@ import {
 interface Pending {
   x: Value;
   scale: Value | null;
+  /** x is in ONNX Runtime's blocked layout (blockedBlock's output). */
+  blocked?: boolean;
 }
 
 interface ModConvOut {
@@ -198,6 +201,7 @@ export class StyleGAN2Graph {
           [x, skip] = this.blockedBlock(b, x, styles, skip);
           return;
         }
+        if (x.blocked) x = { x: nchwcReorderOutput(x.x, x.x.shape[1]), scale: x.scale };
         x = this.g.scope('conv_up', () => this.styledConv(1 + 2 * b, x, styles[2 + 3 * b], noise));
         x = this.g.scope('conv', () => this.styledConv(2 + 2 * b, x, styles[3 + 3 * b], noise));
         skip = this.g.scope('to_rgb', () => this.toRGB(b + 1, x, styles[4 + 3 * b], skip));
@@ -222,6 +226,7 @@ export class StyleGAN2Graph {
       up.clamp === null &&
       cv.clamp === null &&
       this.weights.toRGBs[b + 1].clamp === null &&
+      up.conv.inChannels % B === 0 &&
       up.conv.outChannels % B === 0 &&
       cv.conv.inChannels % B === 0 &&
       cv.conv.outChannels % B === 0
@@ -270,17 +275,28 @@ export class StyleGAN2Graph {
     const [s1, s2, s3] = [styles[2 + 3 * b], styles[3 + 3 * b], styles[4 + 3 * b]];
     const inC = m1.inChannels;
     const c = m1.outChannels;
-    // upsampling conv, then the blur: weights [in, out, 3, 3] · (s · pending scale)[in]
-    const mod1 = x.scale ? mul(s1, x.scale) : s1;
-    const wt = this.c(`convs/${i1}/weight_t`, [inC, c, 3, 3], () => transposeOI(m1));
-    const wt1 = mul(wt, reshape(mod1, [inC, 1, 1, 1]));
+    // The stride-2 transposed conv as its four phases: output pixel (2m + p, 2n + q) takes the taps of
+    // parity (p, q), so each phase is a small conv at the input's size and together they do the same
+    // multiply-adds. Phases are [1, out, H + 1, W + 1]; the odd ones end in a row or column of zeros,
+    // which then stands in for the blur's bottom and right padding.
+    const xb = x.blocked ? x.x : nchwcReorderInput(x.x, B);
+    const mod1 = reshape(x.scale ? mul(s1, x.scale) : s1, [1, inC, 1, 1]); // · pending scale
+    const phases = [0, 1].flatMap((p) =>
+      [0, 1].map((q) => {
+        const [rows, cols] = [PHASE_TAPS[p], PHASE_TAPS[q]];
+        const K = this.c(`convs/${i1}/phase_${p}${q}`, [c, inC, rows.length, cols.length], () =>
+          phaseKernel(m1, rows, cols),
+        );
+        return nchwcConv(xb, blockFilter(mul(K, mod1), B), { pads: [1 - p, 1 - q, 1, 1] });
+      }),
+    );
     const d1 = this.demod(`convs/${i1}`, s1, m1, SQRT2);
-    let h = nchwcReorderInput(convTranspose2d(x.x, wt1, { stride: 2 }), B); // [1, out, 2H+1, 2W+1]
     const blurK = this.c(`blur/depthwise_${c}`, [c, 1, 4, 4], () =>
       tiled(flip4(scaled(this.weights.blurKernel, 4)), c),
     );
     const blur = blockDepthwiseFilter(blurK, B);
-    h = nchwcConv(h, blur, { pads: 1, group: c, sum: this.blockedAddend(i1, d1), leaky: 0.2 }); // · d1 pending
+    let h = nchwcInterleave(phases, B); // [1, out, 2H + 2, 2W + 2]
+    h = nchwcConv(h, blur, { pads: [1, 1, 0, 0], group: c, sum: this.blockedAddend(i1, d1), leaky: 0.2 }); // · d1
     // 3x3 conv: weights [out, in, 3, 3] · (s · d1)[in]
     const W2 = this.c(`convs/${i2}/weight`, [c, c, 3, 3], () => m2.weight);
     const w2 = mul(W2, reshape(mul(s2, d1), [1, c, 1, 1]));
@@ -297,7 +313,7 @@ export class StyleGAN2Graph {
       rgb,
       this.c(`to_rgbs/${b + 1}/bias`, [1, 3, 1, 1], () => T.bias),
     );
-    return [{ x: nchwcReorderOutput(h, c), scale: d2 }, add(rgb, this.upsample2x(skip))];
+    return [{ x: h, scale: d2, blocked: true }, add(rgb, this.upsample2x(skip))];
   }
 
   /** W+ → image, the common path (W+ → S → image). */
@@ -447,6 +463,23 @@ function noiseBasis(noise: Float32Array, strength: number): Float32Array {
 function flip4(k: Float32Array): Float32Array {
   const out = new Float32Array(16);
   for (let i = 0; i < 16; i++) out[i] = k[15 - i];
+  return out;
+}
+
+/**
+ * The 3x3 taps a stride-2 transposed conv gives output rows of each parity, in cross-correlation order
+ * over the input padded by one row before: even rows 2m take k = 0 from row m and k = 2 from row m - 1.
+ */
+const PHASE_TAPS = [[2, 0], [1]];
+
+/** The [out, in, rows, cols] phase kernel of an upsampling conv's [out, in, 3, 3] weights. */
+function phaseKernel(m: ModConvWeights, rows: readonly number[], cols: readonly number[]): Float32Array {
+  const { inChannels: inC, outChannels: outC } = m;
+  const [kh, kw] = [rows.length, cols.length];
+  const out = new Float32Array(outC * inC * kh * kw);
+  for (let oi = 0; oi < outC * inC; oi++)
+    for (let t = 0; t < kh; t++)
+      for (let u = 0; u < kw; u++) out[(oi * kh + t) * kw + u] = m.weight[oi * 9 + rows[t] * 3 + cols[u]];
   return out;
 }
 

@@ -11,6 +11,7 @@ import {
   randomGeneratorWeights,
 } from '../../../src/models/stylegan2/weights.js';
 import { sum } from '../../../src/ops/index.js';
+import { nchwcInterleave, nchwcReorderInput, nchwcReorderOutput } from '../../../src/ops/nchwc.js';
 import { nchwcBlockSize } from '../../../src/runtime/nchwc.js';
 import { compile } from '../../../src/runtime/session.js';
 import { assertClose } from '../../helpers.js';
@@ -62,6 +63,33 @@ describe('StyleGAN2 on ONNX Runtime blocked (NCHWc) kernels', () => {
     const r = await both(W, wplus, B);
     assert.equal(r.blocked.ops.has('nchwc_conv'), B > 0);
     assertClose(r.blocked.out, r.standard.out, { rtol: 1e-4, atol: 1e-5, what: 'blocked vs standard' });
+  });
+
+  it('interleaving four blocked phases puts phase (p, q) at pixel (2m + p, 2n + q)', async () => {
+    const B = await nchwcBlockSize();
+    if (B === 0) return assert.ok(true, 'no blocked kernels on this machine');
+    const [C, H, W] = [2 * B, 3, 5];
+    const g = new Graph();
+    const xs = [0, 1, 2, 3].map((k) => g.input(`p${k}`, [1, C, H, W]));
+    const y = nchwcReorderOutput(
+      nchwcInterleave(
+        xs.map((x) => nchwcReorderInput(x, B)),
+        B,
+      ),
+      C,
+    );
+    const exe = await compile({ y });
+    const rand = fastNormal(3);
+    const data = xs.map(() => rand(new Float32Array(C * H * W)));
+    const feeds = Object.fromEntries(xs.map((x, k) => [x.name, { shape: [1, C, H, W], data: data[k] }]));
+    const out = (await exe.run(feeds)).y.data as Float32Array;
+    await exe.release();
+    const want = new Float32Array(C * 4 * H * W);
+    for (let c = 0; c < C; c++)
+      for (let m = 0; m < 2 * H; m++)
+        for (let n = 0; n < 2 * W; n++)
+          want[(c * 2 * H + m) * 2 * W + n] = data[2 * (m % 2) + (n % 2)][(c * H + (m >> 1)) * W + (n >> 1)];
+    assert.deepEqual(out, want);
   });
 
   it('a blocked graph cannot be differentiated, and says so', async () => {
