@@ -65,28 +65,44 @@ export interface BlockWeights {
   proj: [Value, Value];
 }
 
-/** Multi-head self-attention on [B, L, W]; `mask` is an additive [L, L] constant or undefined. */
-function selfAttention(x: Value, heads: number, w: BlockWeights, mask?: Value): Value {
+/**
+ * Multi-head attention of the positions `xq` [B, Q, W] over `x` [B, L, W], both layer-normed; xq === x
+ * is self-attention with one fused QKV projection. `mask` is additive, [L, L] (or [B, 1, Q, L]).
+ */
+function attention(xq: Value, x: Value, heads: number, w: BlockWeights, mask?: Value): Value {
   const [b, l, width] = x.shape;
+  const nq = xq.shape[1];
   if (width % heads !== 0) throw new ShapeError(`width ${width} is not divisible by ${heads} heads`);
   const d = width / heads;
-  const qkv = linear(x, w.inProj[0], w.inProj[1]); // [B, L, 3W]
-  const split = transpose(reshape(qkv, [b, l, 3, heads, d]), [2, 0, 3, 1, 4]); // [3, B, H, L, D]
-  // one of q, k, v: [1, B, H, L, D] -> [B, H, L, D]
-  const part = (i: number) => reshape(sliceAxis(split, 0, i, i + 1), [b, heads, l, d]);
-  const q = part(0); // already scaled through the weights
-  const k = part(1);
-  const v = part(2);
-  let scores = matmul(q, transpose(k, [0, 1, 3, 2])); // [B, H, L, L]
+  const [W, bias] = w.inProj;
+  // [B, n, k·W] projections -> [k, B, H, n, D] -> k tensors [B, H, n, D]
+  const split = (y: Value, n: number, k: number) => {
+    const t = transpose(reshape(y, [b, n, k, heads, d]), [2, 0, 3, 1, 4]);
+    return Array.from({ length: k }, (_, i) => reshape(sliceAxis(t, 0, i, i + 1), [b, heads, n, d]));
+  };
+  // rows [i·W, j·W) of the packed q, k, v projection
+  const rows = (i: number, j: number) =>
+    [sliceAxis(W, 0, i * width, j * width), sliceAxis(bias, 0, i * width, j * width)] as const;
+  const [q, k, v] =
+    xq === x
+      ? split(linear(x, W, bias), l, 3)
+      : [...split(linear(xq, ...rows(0, 1)), nq, 1), ...split(linear(x, ...rows(1, 3)), l, 2)];
+  let scores = matmul(q, transpose(k, [0, 1, 3, 2])); // [B, H, Q, L]; q is pre-scaled through the weights
   if (mask) scores = add(scores, mask);
-  const ctx = matmul(softmax(scores, -1), v); // [B, H, L, D]
-  const merged = reshape(transpose(ctx, [0, 2, 1, 3]), [b, l, width]); // [B, L, W]
+  const ctx = matmul(softmax(scores, -1), v); // [B, H, Q, D]
+  const merged = reshape(transpose(ctx, [0, 2, 1, 3]), [b, nq, width]); // [B, Q, W]
   return linear(merged, w.outProj[0], w.outProj[1]);
 }
 
-/** CLIP's ResidualAttentionBlock: x + attn(ln_1(x)), then x + mlp(ln_2(x)) with QuickGELU. */
-export function residualBlock(x: Value, heads: number, w: BlockWeights, mask?: Value): Value {
-  x = add(x, selfAttention(layerNorm(x, ...w.ln1), heads, w, mask));
-  const h = quickGelu(linear(layerNorm(x, ...w.ln2), w.fc[0], w.fc[1]));
-  return add(x, linear(h, w.proj[0], w.proj[1]));
+/**
+ * CLIP's ResidualAttentionBlock: x + attn(ln_1(x)), then x + mlp(ln_2(x)) with QuickGELU. With `at`
+ * (rows of x, [B, Q, W]) only those positions come out: every other position's output of the last
+ * block is never read, and keys and values are all that the rest contributes.
+ */
+export function residualBlock(x: Value, heads: number, w: BlockWeights, mask?: Value, at?: Value): Value {
+  const kv = layerNorm(x, ...w.ln1);
+  const q = at ? layerNorm(at, ...w.ln1) : kv;
+  const h = add(at ?? x, attention(q, kv, heads, w, mask));
+  const m = quickGelu(linear(layerNorm(h, ...w.ln2), w.fc[0], w.fc[1]));
+  return add(h, linear(m, w.proj[0], w.proj[1]));
 }

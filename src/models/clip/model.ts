@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { type Graph, ShapeError, type Value } from '../../graph/graph.js';
 import { type Tensor, toFloat32 } from '../../io/tensor.js';
 import { conv2d } from '../../ops/conv.js';
-import { add, div, mul, sqrt } from '../../ops/elementwise.js';
+import { add, div, mul, sqrt, sub } from '../../ops/elementwise.js';
 import { matmul, mT } from '../../ops/matmul.js';
 import { sum } from '../../ops/reduce.js';
 import { concat, expand, gather, reshape, slice, sliceAxis, transpose } from '../../ops/shape.js';
@@ -268,9 +268,13 @@ export class ClipModel {
     const cls = expand(reshape(w('class_embedding'), [1, 1, width]), [b, 1, width]); // [W] -> [B, 1, W]
     x = add(concat([cls, x], 1), w('positional_embedding')); // [B, grid² + 1, W]
     x = layerNorm(x, w('ln_pre.weight'), w('ln_pre.bias'));
-    for (let i = 0; i < c.visionLayers; i++)
+    const last = c.visionLayers - 1;
+    for (let i = 0; i < last; i++)
       x = residualBlock(x, c.visionHeads, this.block(g, `visual.transformer.resblocks.${i}`));
-    const pooled = reshape(sliceAxis(x, 1, 0, 1), [b, width]); // the class token, [B, 1, W] -> [B, W]
+    // only the class token is pooled, so the last block runs its queries and MLP for that token alone
+    const block = this.block(g, `visual.transformer.resblocks.${last}`);
+    x = residualBlock(x, c.visionHeads, block, undefined, sliceAxis(x, 1, 0, 1)); // [B, 1, W]
+    const pooled = reshape(x, [b, width]); // [B, 1, W] -> [B, W]
     return matmul(layerNorm(pooled, w('ln_post.weight'), w('ln_post.bias')), w('proj')); // [B, E]
   }
 
@@ -309,10 +313,20 @@ export class ClipModel {
     const mask = new Float32Array(l * l);
     for (let i = 0; i < l; i++) for (let j = i + 1; j < l; j++) mask[i * l + j] = Number.NEGATIVE_INFINITY;
     const maskV = g.const(mask, [l, l], `clip.causal_mask_${l}`);
-    for (let i = 0; i < c.textLayers; i++)
+    const last = c.textLayers - 1;
+    for (let i = 0; i < last; i++)
       x = residualBlock(x, c.textHeads, this.block(g, `transformer.resblocks.${i}`), maskV);
-    // ln_final acts per position, so picking the end tokens first gives the same result, cheaper.
-    const picked = gather(reshape(x, [t * l, width]), eot, 0); // [T, L, W] -> [T·L, W] -> [T, W]
+    // Only the end tokens are read, so the last block runs its queries and MLP for them alone, each
+    // with its own row of the causal mask.
+    const rowStart = g.const(
+      BigInt64Array.from({ length: t }, (_, r) => BigInt(r * l)),
+      [t],
+      'row_start',
+    );
+    const eotMask = reshape(gather(maskV, sub(eot, rowStart), 0), [t, 1, 1, l]); // [T, L] -> [T, 1, 1, L]
+    const atEot = reshape(gather(reshape(x, [t * l, width]), eot, 0), [t, 1, width]); // [T·L, W] -> [T, 1, W]
+    x = residualBlock(x, c.textHeads, this.block(g, `transformer.resblocks.${last}`), eotMask, atEot);
+    const picked = reshape(x, [t, width]); // [T, 1, W] -> [T, W]
     const y = layerNorm(picked, this.weight(g, 'ln_final.weight'), this.weight(g, 'ln_final.bias'));
     return matmul(y, this.weight(g, 'text_projection')); // [T, E]
   }
