@@ -8,8 +8,8 @@ import { z } from 'zod';
 import { writeImage } from '../io/image.js';
 import { readNpy, writeNpy } from '../io/npy.js';
 import { toFloat32 } from '../io/tensor.js';
-import { loadTensor } from '../io/torch.js';
 import { StyleGAN2, seededZ } from '../models/stylegan2/index.js';
+import { readLatents } from '../models/stylegan2/latents.js';
 import { int, num, parseFlags, progressBar, UserError } from './common.js';
 
 const folderExists = (f: string) => existsSync(dirname(f) || '.');
@@ -51,21 +51,6 @@ const Flags = z
 
 type Opts = z.infer<typeof Flags>;
 
-/** Reads a latent file into W+ rows [N, L, D] or w rows [N, D]. */
-function readLatent(file: string, L: number, D: number): { data: Float32Array; shape: number[] } {
-  const t = extname(file).toLowerCase() === '.npy' ? readNpy(file) : loadTensor(file);
-  const data = toFloat32(t).data;
-  const s = t.shape;
-  const ok = (shape: number[]) => ({ data, shape });
-  if (s.length === 1 && s[0] === D) return ok([1, D]);
-  if (s.length === 2 && s[0] === L && s[1] === D) return ok([1, L, D]);
-  if (s.length === 2 && s[1] === D) return ok([s[0], D]);
-  if (s.length === 3 && s[1] === L && s[2] === D) return ok(s);
-  throw new UserError(
-    `${file}: a latent must be [${D}], [N, ${D}], [${L}, ${D}] or [N, ${L}, ${D}] for this generator; got [${s}]`,
-  );
-}
-
 function numbered(file: string, i: number, n: number): string {
   if (n === 1) return file;
   const ext = extname(file);
@@ -78,8 +63,10 @@ async function run(o: Opts): Promise<void> {
   // Latent rows: w [N, D] (mapped z or a w file) or W+ [N, L, D].
   let rows: { data: Float32Array; shape: number[] };
   const seed = o.seed ?? 0;
-  if (o.latent) rows = readLatent(o.latent, L, D);
-  else {
+  if (o.latent) {
+    const lat = readLatents(o.latent, L, D); // w rows [N, D] or W+ rows [N, L, D]
+    rows = { data: lat.data, shape: lat.broadcast ? [lat.count, D] : [lat.count, L, D] };
+  } else {
     let zs: Float32Array;
     let n = o.count;
     if (o.z) {

@@ -17,7 +17,7 @@ import {
   stylesFromWplus,
   wplusFromSeed,
 } from '../edit/global.js';
-import { loadFs3, loadLatents, loadStyleStats, saveStyleStats } from '../edit/global-io.js';
+import { loadFs3, loadStyleStats, saveStyleStats } from '../edit/global-io.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { toUint8, writeImage } from '../io/image.js';
 import { writeNpy } from '../io/npy.js';
@@ -25,6 +25,7 @@ import { ClipEncoder } from '../models/clip/encoder.js';
 import { loadClip } from '../models/clip/load.js';
 import { expandTemplates } from '../models/clip/templates.js';
 import { CONTEXT_LENGTH, TextTooLongError, tokenize } from '../models/clip/tokenizer.js';
+import { readLatents } from '../models/stylegan2/latents.js';
 import { loadGenerator } from '../models/stylegan2/load.js';
 import type { GeneratorWeights } from '../models/stylegan2/weights.js';
 import { int, interruptible, num, parseFlags, progressBar, UserError } from './common.js';
@@ -224,14 +225,14 @@ async function edit(opts: unknown): Promise<void> {
 
   // The starting image: a latent from a file, or a seed sampled the official way.
   let wplus: Float32Array;
-  const n = cfg.nLatent * cfg.styleDim;
+  const _n = cfg.nLatent * cfg.styleDim;
   if (f.latent) {
-    const lat = loadLatents(f.latent, cfg);
+    const lat = readLatents(f.latent, cfg.nLatent, cfg.styleDim);
     if (f.index >= lat.count)
       throw new UserError(
         `--index ${f.index}: ${f.latent} holds ${lat.count} latent(s) (indices 0..${lat.count - 1})`,
       );
-    wplus = lat.data.slice(f.index * n, (f.index + 1) * n);
+    wplus = lat.gather([f.index]);
   } else wplus = await wplusFromSeed(G, f.seed!);
 
   const stats = await getStats(G, f);

@@ -7,7 +7,7 @@ import { Command } from 'commander';
 import { z } from 'zod';
 import { MapperApplier } from '../edit/mapper/apply.js';
 import { loadMapper, rosinalityTensorsOf } from '../edit/mapper/checkpoint.js';
-import { LatentSet, loadLatents, sampleLatents } from '../edit/mapper/data.js';
+import { sampleLatents } from '../edit/mapper/data.js';
 import { initMapperWeights, type MapperSpec, styleSpaceSpec, wplusSpec } from '../edit/mapper/model.js';
 import { MapperTrainer } from '../edit/mapper/train.js';
 import { writeImage } from '../io/image.js';
@@ -16,6 +16,7 @@ import { loadArcFace } from '../models/arcface/load.js';
 import { ClipEncoder } from '../models/clip/encoder.js';
 import { loadClip } from '../models/clip/load.js';
 import { tokenize } from '../models/clip/tokenizer.js';
+import { LatentSet, readLatents } from '../models/stylegan2/latents.js';
 import { loadGenerator } from '../models/stylegan2/load.js';
 import type { GeneratorWeights } from '../models/stylegan2/weights.js';
 import { arcfaceUnits, int, interruptible, num, parseFlags, progressBar, UserError } from './common.js';
@@ -134,10 +135,10 @@ async function train(raw: unknown): Promise<void> {
   const textFeatures = await new ClipEncoder(clip).encodeTexts([o.prompt]);
   const { nLatent, styleDim } = G.config;
   const trainSet: LatentSet = o.latentsTrain
-    ? loadLatents(o.latentsTrain, nLatent, styleDim)
+    ? readLatents(o.latentsTrain, nLatent, styleDim)
     : await sampleLatents(G, o.trainSize, o.seed * 2 + 1);
   const testSet: LatentSet = o.latentsTest
-    ? loadLatents(o.latentsTest, nLatent, styleDim)
+    ? readLatents(o.latentsTest, nLatent, styleDim)
     : await sampleLatents(G, o.testSize, o.seed * 2 + 2);
   if (o.microBatch !== undefined && o.batch % o.microBatch !== 0)
     throw new UserError(`--micro-batch ${o.microBatch} must divide --batch ${o.batch}`);
@@ -225,7 +226,7 @@ async function apply(raw: unknown): Promise<void> {
   if (!G) throw new UserError(`${o.mapper} is a mapper-only file (no decoder.* weights): pass --generator G`);
   const { nLatent, styleDim, size } = G.config;
   const latents = o.latent
-    ? loadLatents(o.latent, nLatent, styleDim)
+    ? readLatents(o.latent, nLatent, styleDim)
     : await sampledFromSeeds(G, o.seed!, o.truncation);
   const ap = await MapperApplier.create(ck.weights, G, { batch: 1, before: o.before });
   const per = 3 * size * size;

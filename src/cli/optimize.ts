@@ -5,7 +5,7 @@
  * after the current step, keeps what is written and saves the latent reached so far.
  */
 import { appendFileSync, existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
-import { dirname, extname, join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { Command } from 'commander';
 import { z } from 'zod';
 import {
@@ -18,12 +18,11 @@ import {
   seedLatent,
 } from '../edit/optimize.js';
 import { writeImage } from '../io/image.js';
-import { readNpyF32, writeNpy } from '../io/npy.js';
-import { toFloat32 } from '../io/tensor.js';
-import { loadTensor } from '../io/torch.js';
+import { writeNpy } from '../io/npy.js';
 import { loadArcFace } from '../models/arcface/load.js';
 import { loadClip } from '../models/clip/load.js';
 import { TextTooLongError, tokenize } from '../models/clip/tokenizer.js';
+import { readLatents } from '../models/stylegan2/latents.js';
 import { loadGenerator } from '../models/stylegan2/load.js';
 import type { GeneratorWeights } from '../models/stylegan2/weights.js';
 import { arcfaceUnits, int, interruptible, num, parseFlags, progressBar, UserError } from './common.js';
@@ -86,35 +85,12 @@ const Flags = z
 
 type Flags = z.infer<typeof Flags>;
 
-/**
- * A W+ start [1, L, D] from a .npy or torch .pt file: W+ [L, D], [1, L, D] or a batch [N, L, D] (row
- * --latent-index, e.g. e4e's latents.pt), or a single w [D] / [1, D] used on every layer.
- */
+/** The W+ start [1, L, D]: latent `index` of a latent file (see readLatents; a w is used on every layer). */
 export function readStartLatent(path: string, index: number, W: GeneratorWeights): Float32Array {
-  const { nLatent: L, styleDim: D } = W.config;
-  const t =
-    extname(path).toLowerCase() === '.npy'
-      ? readNpyF32(path)
-      : (() => {
-          const x = toFloat32(loadTensor(path));
-          return { shape: x.shape, data: x.data };
-        })();
-  const s = t.shape;
-  const want = `W+ [${L}, ${D}], [N, ${L}, ${D}] or a w [${D}] for this generator`;
-  const bad = () => new UserError(`${path}: a latent of shape [${s}] does not fit; expected ${want}`);
-  if (s[s.length - 1] !== D) throw bad();
-  if (s.length === 1 || (s.length === 2 && s[0] === 1 && L !== 1)) {
-    const out = new Float32Array(L * D);
-    for (let l = 0; l < L; l++) out.set(t.data.subarray(0, D), l * D);
-    return out;
-  }
-  if (s.length === 2 && s[0] === L) return t.data.slice();
-  if (s.length === 3 && s[1] === L) {
-    if (index >= s[0])
-      throw new UserError(`${path} holds ${s[0]} latents; --latent-index ${index} is out of range`);
-    return t.data.slice(index * L * D, (index + 1) * L * D);
-  }
-  throw bad();
+  const lat = readLatents(path, W.config.nLatent, W.config.styleDim);
+  if (index >= lat.count)
+    throw new UserError(`${path} holds ${lat.count} latents; --latent-index ${index} is out of range`);
+  return lat.gather([index]);
 }
 
 const fmt = (x: number) => (Math.abs(x) >= 100 ? x.toFixed(1) : x.toFixed(4));

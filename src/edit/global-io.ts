@@ -6,7 +6,7 @@
 import { extname } from 'node:path';
 import { CheckpointError } from '../io/errors.js';
 import { readNpy, writeNpy } from '../io/npy.js';
-import { isTensor, numel, type Tensor, toFloat32 } from '../io/tensor.js';
+import { isTensor, numel, toFloat32 } from '../io/tensor.js';
 import { loadTorch } from '../io/torch.js';
 import type { StyleGAN2Config } from '../models/stylegan2/weights.js';
 import { fs3Layout, type StyleStats } from './global.js';
@@ -63,45 +63,6 @@ export function loadFs3(file: string, config: StyleGAN2Config, embedDim?: number
     if (!Number.isFinite(t.data[i]))
       throw new CheckpointError(file, 'finite fs3 values', `a non-finite value at row ${Math.floor(i / e)}`);
   return { data, embedDim: e, rows, layers };
-}
-
-/**
- * Latents for a generator as W+ [N, L, D]: a .npy of [N, L, D] or [L, D] (W+; the official w_plus.npy), or
- * [N, D] / [D] (w, repeated over the L rows); a torch file holding one such tensor (e4e's latents.pt) or a
- * dict with one ('latent', 'latents', 'w', 'wplus', 'w_plus').
- */
-export function loadLatents(file: string, config: StyleGAN2Config): { count: number; data: Float32Array } {
-  const L = config.nLatent;
-  const D = config.styleDim;
-  let t: Tensor;
-  if (extname(file).toLowerCase() === '.npy') t = readNpy(file);
-  else {
-    const ck = loadTorch(file);
-    const keys = ['', 'latent', 'latents', 'w', 'wplus', 'w_plus'];
-    const key = keys.find((k) => ck.tensors.has(k));
-    if (key === undefined)
-      throw new CheckpointError(
-        file,
-        'a tensor of latents (e4e latents.pt, or a dict with latent/latents/w/wplus)',
-        `${ck.tensors.size} tensors: ${[...ck.tensors.keys()].slice(0, 4).join(', ')}`,
-      );
-    t = ck.tensors.get(key)!;
-  }
-  if (t.dtype === 'int64' || t.dtype === 'int32' || t.dtype === 'bool' || t.dtype === 'uint8')
-    throw new CheckpointError(file, 'floating-point latents', t.dtype);
-  const data = toFloat32(t).data;
-  const s = t.shape;
-  const want = `[N, ${L}, ${D}] or [${L}, ${D}] (W+), [N, ${D}] or [${D}] (w)`;
-  if (s.length === 3 && s[1] === L && s[2] === D) return { count: s[0], data };
-  if (s.length === 2 && s[0] === L && s[1] === D) return { count: 1, data };
-  if ((s.length === 2 && s[1] === D) || (s.length === 1 && s[0] === D)) {
-    const n = s.length === 2 ? s[0] : 1;
-    const out = new Float32Array(n * L * D);
-    for (let i = 0; i < n; i++)
-      for (let r = 0; r < L; r++) out.set(data.subarray(i * D, (i + 1) * D), (i * L + r) * D);
-    return { count: n, data: out };
-  }
-  throw new CheckpointError(file, `latents of shape ${want} for this generator`, `shape [${s}]`);
 }
 
 /**

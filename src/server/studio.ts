@@ -20,7 +20,7 @@ import {
   sampleStyleStats,
   stylesFromWplus,
 } from '../edit/global.js';
-import { loadFs3, loadLatents, loadStyleStats } from '../edit/global-io.js';
+import { loadFs3, loadStyleStats } from '../edit/global-io.js';
 import { MapperApplier } from '../edit/mapper/apply.js';
 import { loadMapper } from '../edit/mapper/checkpoint.js';
 import type { MapperWeights } from '../edit/mapper/model.js';
@@ -33,6 +33,7 @@ import { loadClip } from '../models/clip/load.js';
 import type { ClipModel } from '../models/clip/model.js';
 import { TextTooLongError, tokenize } from '../models/clip/tokenizer.js';
 import { StyleGAN2, seededZ } from '../models/stylegan2/generator.js';
+import { type LatentSet, readLatents } from '../models/stylegan2/latents.js';
 import { loadGenerator } from '../models/stylegan2/load.js';
 import { type GeneratorWeights, makeConfig } from '../models/stylegan2/weights.js';
 import type { JobContext } from './jobs.js';
@@ -60,7 +61,7 @@ export interface StudioModels {
   arcface?: ArcFaceModel | null;
   mappers?: Map<string, MapperWeights>;
   /** Gallery latents, W+ [N, L, D]. */
-  latents?: { count: number; data: Float32Array; source: string } | null;
+  latents?: LatentSet | null;
 }
 
 export interface StudioOptions {
@@ -130,7 +131,7 @@ export function loadModels(files: FileOptions, log: (s: string) => void = () => 
     if (!mappers.size) log(`no mapper loaded from ${files.mappers}`);
   }
   const latents = files.latents
-    ? { ...loadLatents(files.latents, generator.config), source: files.latents }
+    ? readLatents(files.latents, generator.config.nLatent, generator.config.styleDim)
     : null;
   return { generator, clip, fs3, stats, arcface, mappers, latents };
 }
@@ -181,11 +182,10 @@ export class Studio {
     this.preview = models.generator.config.size > ps ? previewWeights(models.generator, ps) : null;
     const lat = models.latents;
     if (lat && lat.count > 0) {
-      const per = models.generator.config.nLatent * models.generator.config.styleDim;
       for (let i = 0; i < lat.count; i++)
         this.gallery.set(`latents:${i}`, {
           item: { id: `latents:${i}`, label: `${basename(lat.source)} #${i}`, source: 'latents' },
-          wplus: lat.data.slice(i * per, (i + 1) * per),
+          wplus: lat.gather([i]),
         });
     } else
       for (let s = 0; s < (options.seeds ?? 12); s++)
@@ -475,27 +475,23 @@ export class Studio {
   addUpload(name: string, bytes: Uint8Array, maxImages: number): GalleryItem[] {
     const dir = mkdtempSync(join(tmpdir(), 'styleclip-upload-'));
     const file = join(dir, `upload${extname(name).toLowerCase()}`);
-    let lat: { count: number; data: Float32Array };
+    let lat: LatentSet;
     try {
       writeFileSync(file, bytes);
-      lat = loadLatents(file, this.config);
+      lat = readLatents(file, this.config.nLatent, this.config.styleDim);
     } catch (e) {
       const msg = (e as Error).message.replaceAll(file, name);
       throw new ApiError(400, `could not read ${name}: ${msg}`);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
-    if (lat.count < 1) throw new ApiError(400, `${name} holds no latents`);
     if (lat.count > maxImages)
       throw new ApiError(413, `${name} holds ${lat.count} latents; the limit is ${maxImages}`);
-    for (let i = 0; i < lat.data.length; i++)
-      if (!Number.isFinite(lat.data[i])) throw new ApiError(400, `${name} holds a non-finite value`);
     const uid = `u${++this.uploadCount}`;
-    const per = this.config.nLatent * this.config.styleDim;
     const items: GalleryItem[] = [];
     for (let i = 0; i < lat.count; i++) {
       const item: GalleryItem = { id: `upload:${uid}:${i}`, label: `${name} #${i}`, source: 'upload' };
-      this.gallery.set(item.id, { item, wplus: lat.data.slice(i * per, (i + 1) * per) });
+      this.gallery.set(item.id, { item, wplus: lat.gather([i]) });
       items.push(item);
     }
     this.trackUpload(uid);

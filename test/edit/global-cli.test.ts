@@ -167,7 +167,7 @@ describe('styleclip global (CLI)', () => {
         [...MODELS, '--fs3', badFs3, '--neutral', 'face', '--target', 'smile', '--seed', '1', ...out],
         /240 rows.*found 100 rows/s,
       ],
-      [[...EDIT, '--latent', badLatent, ...out], /\[N, 10, 512\].*shape \[2,10,256\]/s],
+      [[...EDIT, '--latent', badLatent, ...out], /\[N, 10, 512\].*shape \[2, 10, 256\]/s],
       [[...EDIT, '--latent', `${fx}/stylegan2/w.npy`, '--index', '5', ...out], /holds 2 latent\(s\)/],
       [
         [...EDIT, '--seed', '1', '--beta', '0.99', '--stats-samples', '50', ...out],

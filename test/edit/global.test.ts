@@ -22,10 +22,9 @@ import {
   selectLayers,
   stylesFromWplus,
 } from '../../src/edit/global.js';
-import { loadFs3, loadLatents, loadStyleStats, saveStyleStats } from '../../src/edit/global-io.js';
+import { loadFs3, loadStyleStats, saveStyleStats } from '../../src/edit/global-io.js';
 import { readNpy, readNpyF32, writeNpy } from '../../src/io/npy.js';
 import { float32ToHalf } from '../../src/io/tensor.js';
-import { saveTorch } from '../../src/io/torch-write.js';
 import { ClipEncoder } from '../../src/models/clip/encoder.js';
 import { loadClip } from '../../src/models/clip/load.js';
 import { loadGenerator } from '../../src/models/stylegan2/load.js';
@@ -180,29 +179,6 @@ describe('global directions parity (fixture generator + CLIP)', () => {
       writeNpy(bad, { dtype: 'float32', shape: [100, 64], data: new Float32Array(6400) });
       assert.throws(() => loadFs3(bad, G.config, 64), /240 rows.*100 rows/s);
       assert.throws(() => loadFs3(`${fx}global/fs3.npy`, G.config, 512), /CLIP embedding size 512/);
-    });
-
-    it('latents: W+ and w .npy, e4e latents.pt; wrong shapes explained', () => {
-      const cfg = G.config;
-      const [L, D] = [cfg.nLatent, cfg.styleDim];
-      const wplus = f32('stylegan2/wplus_trunc.npy'); // [2, L, D]
-      const npyFile = join(tmp, 'w_plus.npy');
-      writeNpy(npyFile, { dtype: 'float32', shape: [2, L, D], data: wplus });
-      assert.deepEqual(loadLatents(npyFile, cfg), { count: 2, data: wplus });
-      const ptFile = join(tmp, 'latents.pt');
-      saveTorch(ptFile, { dtype: 'float32', shape: [2, L, D], data: wplus });
-      const pt = loadLatents(ptFile, cfg);
-      assert.equal(pt.count, 2);
-      assertClose(pt.data, wplus, { what: 'latents.pt' });
-      const w = f32('stylegan2/w.npy'); // [2, D] → repeated over L rows
-      const wFile = join(tmp, 'w.npy');
-      writeNpy(wFile, { dtype: 'float32', shape: [2, D], data: w });
-      const lw = loadLatents(wFile, cfg);
-      assert.equal(lw.count, 2);
-      assertClose(lw.data.subarray((L + 3) * D, (L + 4) * D), w.subarray(D), { what: 'w row' });
-      const bad = join(tmp, 'bad.npy');
-      writeNpy(bad, { dtype: 'float32', shape: [2, 18, 512], data: new Float32Array(2 * 18 * 512) });
-      assert.throws(() => loadLatents(bad, cfg), /\[N, 10, 512\].*\[2,18,512\]/s);
     });
 
     it("StyleCLIP's S_mean_std pickle ([m, std] and [_, m, std]) and our stats .npy", () => {

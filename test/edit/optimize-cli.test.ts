@@ -110,18 +110,19 @@ describe('styleclip optimize', () => {
     }
   });
 
-  test('mistakes: exit 2 with a plain message and no stack trace', () => {
+  test('mistakes: exit 2 (1 for an unusable file) with a plain message and no stack trace', () => {
     const bad = join(tmp, 'bad.npy');
-    writeFileSync(bad, encodeNpy({ dtype: 'float32', shape: [3, 512], data: new Float32Array(3 * 512) }));
+    writeFileSync(bad, encodeNpy({ dtype: 'float32', shape: [3, 256], data: new Float32Array(3 * 256) }));
     const out = join(tmp, 'err');
-    const cases: [string[], RegExp][] = [
+    const cases: [string[], RegExp, number?][] = [
       [
         ['--generator', 'nope.pt', '--clip', `${FX}/clip/clip.pt`, ...PROMPT, '--out', out],
         /--generator: generator checkpoint not found/,
       ],
       [
         [...MODELS, ...PROMPT, '--latent', bad, '--out', out],
-        /latent of shape \[3,512\] does not fit; expected W\+ \[10, 512\]/,
+        /bad\.npy: expected latents of shape \[N, 10, 512\].*found shape \[3, 256\]/,
+        1,
       ],
       [[...MODELS, '--prompt', 'purple '.repeat(80), '--out', out], /--prompt: .*too long/i],
       [
@@ -151,9 +152,9 @@ describe('styleclip optimize', () => {
         /holds 2 latents; --latent-index 2 is out of range/,
       ],
     ];
-    for (const [args, message] of cases) {
+    for (const [args, message, code = 2] of cases) {
       const r = cli(...args);
-      assert.equal(r.status, 2, `${args.join(' ')}\n${r.stderr}`);
+      assert.equal(r.status, code, `${args.join(' ')}\n${r.stderr}`);
       assert.match(r.stderr, message);
       assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
     }

@@ -111,7 +111,7 @@ describe('latent optimization (run_optimization.py)', () => {
     await s.release();
   });
 
-  test('starting latents: W+ [L, D], [1, L, D], a batch row, or one w on every layer; other shapes are refused', () => {
+  test('starting latents: W+ [L, D], [1, L, D], a batch row, or a w row on every layer; other shapes are refused', () => {
     const dir = mkdtempSync(join(tmpdir(), 'optimize-latent-'));
     try {
       const save = (name: string, shape: number[]) => {
@@ -133,8 +133,12 @@ describe('latent optimization (run_optimization.py)', () => {
       const w = readStartLatent(save('d', [D]), 0, generator);
       assert.deepEqual(w.subarray((L - 1) * D), w.subarray(0, D));
       assert.deepEqual(readStartLatent(save('e', [1, D]), 0, generator), w);
-      assert.throws(() => readStartLatent(save('f', [L, D - 1]), 0, generator), /does not fit/);
-      assert.throws(() => readStartLatent(save('g', [3, D]), 0, generator), /does not fit/);
+      const w2 = readStartLatent(save('g', [3, D]), 2, generator); // w rows: row 2 on every layer
+      assert.deepEqual(
+        w2.subarray((L - 1) * D),
+        w.subarray(0, D).map((v) => v + 2 * D),
+      );
+      assert.throws(() => readStartLatent(save('f', [L, D - 1]), 0, generator), /latents of shape/);
       assert.throws(() => readStartLatent(save('h', [2, L, D]), 2, generator), /out of range/);
     } finally {
       rmSync(dir, { recursive: true, force: true });

@@ -5,87 +5,13 @@
  * fresh permutation per epoch with the last partial batch dropped (DataLoader shuffle=True, drop_last=True),
  * so a resumed run sees exactly the batches an uninterrupted one would.
  */
-import { extname } from 'node:path';
 import { Graph } from '../../graph/graph.js';
-import { CheckpointError } from '../../io/errors.js';
-import { readNpy } from '../../io/npy.js';
-import { type Tensor, toFloat32 } from '../../io/tensor.js';
-import { loadTorch } from '../../io/torch.js';
+import { LatentSet } from '../../models/stylegan2/latents.js';
 import { StyleGAN2Graph, truncate } from '../../models/stylegan2/model.js';
 import type { GeneratorWeights } from '../../models/stylegan2/weights.js';
 import { mean } from '../../ops/index.js';
 import { compile } from '../../runtime/session.js';
 import { RandomState } from '../../util/random.js';
-
-/** N latents of [nLatent, dim]; a [N, dim] store is broadcast to every row. */
-export class LatentSet {
-  constructor(
-    readonly data: Float32Array,
-    readonly count: number,
-    readonly nLatent: number,
-    readonly dim: number,
-    /** true when `data` is [N, dim] (one w per latent). */
-    readonly broadcast: boolean,
-    readonly source: string,
-  ) {}
-
-  /** Writes latent i as [nLatent, dim] at `out[offset…]`. */
-  copyTo(i: number, out: Float32Array, offset: number): void {
-    const per = this.nLatent * this.dim;
-    if (!this.broadcast) {
-      out.set(this.data.subarray(i * per, (i + 1) * per), offset);
-      return;
-    }
-    const w = this.data.subarray(i * this.dim, (i + 1) * this.dim);
-    for (let l = 0; l < this.nLatent; l++) out.set(w, offset + l * this.dim);
-  }
-
-  /** The latents `indices` as one [B, nLatent, dim] array. */
-  gather(indices: readonly number[]): Float32Array {
-    const per = this.nLatent * this.dim;
-    const out = new Float32Array(indices.length * per);
-    indices.forEach((i, b) => {
-      this.copyTo(i, out, b * per);
-    });
-    return out;
-  }
-}
-
-/** Wraps a [N, L, D], [L, D] or [N, D] tensor, checking it against the generator's W+ shape. */
-export function latentSetFrom(t: Tensor, nLatent: number, dim: number, source: string): LatentSet {
-  const s = t.shape;
-  const data = toFloat32(t).data;
-  if (s.length === 3 && s[1] === nLatent && s[2] === dim)
-    return new LatentSet(data, s[0], nLatent, dim, false, source);
-  if (s.length === 2 && s[0] === nLatent && s[1] === dim)
-    return new LatentSet(data, 1, nLatent, dim, false, source);
-  if (s.length === 2 && s[1] === dim) return new LatentSet(data, s[0], nLatent, dim, true, source);
-  if (s.length === 1 && s[0] === dim) return new LatentSet(data, 1, nLatent, dim, true, source);
-  throw new CheckpointError(
-    source,
-    `W+ latents [N, ${nLatent}, ${dim}] (or w [N, ${dim}]) for this generator`,
-    `shape [${s.join(', ')}]`,
-  );
-}
-
-/** Reads latents from `.npy` or a torch file holding one tensor (e4e's train_faces.pt). */
-export function loadLatents(file: string, nLatent: number, dim: number): LatentSet {
-  let t: Tensor | undefined;
-  if (extname(file).toLowerCase() === '.npy') t = readNpy(file);
-  else {
-    const tensors = loadTorch(file).tensors;
-    t = tensors.get('') ?? (tensors.size === 1 ? [...tensors.values()][0] : undefined);
-    if (!t)
-      throw new CheckpointError(
-        file,
-        'one latents tensor (torch.save(tensor))',
-        `${tensors.size} tensors (${[...tensors.keys()].slice(0, 3).join(', ')})`,
-      );
-  }
-  const set = latentSetFrom(t, nLatent, dim, file);
-  if (set.count === 0) throw new CheckpointError(file, 'at least one latent', 'none');
-  return set;
-}
 
 const means = new WeakMap<GeneratorWeights, Promise<Float32Array>>();
 

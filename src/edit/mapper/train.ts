@@ -18,9 +18,10 @@ import { join } from 'node:path';
 import { writeFileAtomic } from '../../io/atomic.js';
 import { writeImage } from '../../io/image.js';
 import { isTensor, type Tensor } from '../../io/tensor.js';
+import type { LatentSet } from '../../models/stylegan2/latents.js';
 import { Adam, type OptimizerStateJSON, optimizerFromState, type Param, Ranger } from '../optim.js';
 import { type Opts, rosinalityStateDict, saveMapper } from './checkpoint.js';
-import { BatchOrder, type LatentSet } from './data.js';
+import { BatchOrder } from './data.js';
 import { type Lambdas, type LossModels, type LossValues, MapperObjective, MapperTargets } from './loss.js';
 import { MapperError, type MapperWeights } from './model.js';
 
