@@ -119,7 +119,7 @@ export function blockDepthwiseFilter(w: Value, block: number): Value {
 /**
  * Interleaves the four phases of a 2x upsampling, each blocked [1, C, H, W] and listed as (row, column)
  * parities 00, 01, 10, 11, into one blocked [1, C, 2H, 2W]. The blocks of channels stay innermost, so
- * this is one transpose of whole 64-byte rows (ONNX Runtime's DepthToSpace on NCHW moves single floats).
+ * this is one transpose that moves whole channel blocks (DepthToSpace on NCHW moves single floats).
  */
 export function nchwcInterleave(phases: readonly Value[], block: number): Value {
   const [n, c, h, w] = phases[0].shape;
