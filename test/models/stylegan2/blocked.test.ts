@@ -65,6 +65,16 @@ describe('StyleGAN2 on ONNX Runtime blocked (NCHWc) kernels', () => {
     assertClose(r.blocked.out, r.standard.out, { rtol: 1e-4, atol: 1e-5, what: 'blocked vs standard' });
   });
 
+  it('a blocked block followed by a standard one (channels that do not fill a block) still agrees', async () => {
+    const B = await nchwcBlockSize();
+    const channels = { 4: 32, 8: 32, 16: 32, 32: 32, 64: 32, 128: 32, 256: 24 };
+    const W = randomGeneratorWeights({ size: 256, seed: 5, styleDim: 64, nMlp: 2, channels });
+    const wplus = fastNormal(10)(new Float32Array(W.config.nLatent * 64));
+    const r = await both(W, wplus, B);
+    assert.equal(r.blocked.ops.has('nchwc_conv'), B > 0);
+    assertClose(r.blocked.out, r.standard.out, { rtol: 1e-4, atol: 1e-5, what: 'blocked, then standard' });
+  });
+
   it('interleaving four blocked phases puts phase (p, q) at pixel (2m + p, 2n + q)', async () => {
     const B = await nchwcBlockSize();
     if (B === 0) return assert.ok(true, 'no blocked kernels on this machine');
