@@ -45,15 +45,10 @@ export class LatentSet {
     });
     return out;
   }
-
-  /** Every latent as W+ [count, nLatent, dim]. */
-  all(): Float32Array {
-    return this.broadcast ? this.gather([...Array(this.count).keys()]) : this.data;
-  }
 }
 
 /** Wraps a W+ or w tensor, checking it against the generator's W+ shape [nLatent, dim]. */
-export function latentSetFrom(t: Tensor, nLatent: number, dim: number, source: string): LatentSet {
+function latentSetFrom(t: Tensor, nLatent: number, dim: number, source: string): LatentSet {
   const s = t.shape;
   if (t.dtype !== 'float32' && t.dtype !== 'float64' && t.dtype !== 'float16' && t.dtype !== 'bfloat16')
     throw new CheckpointError(source, 'floating-point latents', `${t.dtype} values`);

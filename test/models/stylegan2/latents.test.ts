@@ -26,7 +26,7 @@ describe('latent files (one reader for generate, optimize, global, mapper and th
   it('W+ [N, L, D] and [L, D], from .npy and from torch files (a bare tensor, or a dict)', () => {
     const a = readLatents(npy('w_plus.npy', f32([2, L, D], wplus)), L, D);
     assert.deepEqual([a.count, a.broadcast], [2, false]);
-    assert.deepEqual(a.all(), wplus);
+    assert.deepEqual(a.gather([0, 1]), wplus);
     const one = readLatents(npy('one.npy', f32([L, D], wplus.slice(L * D))), L, D);
     assert.deepEqual([one.count, one.broadcast], [1, false]);
     assert.deepEqual(one.gather([0]), wplus.subarray(L * D));
@@ -37,13 +37,13 @@ describe('latent files (one reader for generate, optimize, global, mapper and th
     assert.deepEqual(swapped.subarray(L * D), wplus.subarray(0, L * D));
     const dict = join(dir, 'dict.pt');
     saveTorch(dict, { latents: f32([2, L, D], wplus), note: 'not a tensor' });
-    assert.deepEqual(readLatents(dict, L, D).all(), wplus);
+    assert.deepEqual(readLatents(dict, L, D).gather([0, 1]), wplus);
   });
 
   it('w [N, D] and [D] stand for the same w on every row', () => {
     const set = readLatents(npy('w.npy', f32([2, D], w)), L, D);
     assert.deepEqual([set.count, set.broadcast], [2, true]);
-    const all = set.all();
+    const all = set.gather([0, 1]);
     for (let l = 0; l < L; l++) assert.deepEqual(all.subarray((L + l) * D, (L + l + 1) * D), w.subarray(D));
     const single = readLatents(npy('w1.npy', f32([D], w.slice(0, D))), L, D);
     assert.deepEqual(single.gather([0]).subarray((L - 1) * D), w.subarray(0, D));
