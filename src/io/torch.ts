@@ -171,17 +171,24 @@ const TORCH_DTYPES: Record<string, DType> = {
 const MAX_RANK = 32;
 const MAX_NUMEL = 2 ** 32;
 
-function checkShape(file: string, v: unknown, what: string): number[] {
+/** A tuple of non-negative integers of at most MAX_RANK entries (a size or a stride). */
+function checkIntTuple(file: string, v: unknown, what: string): number[] {
   if (!Array.isArray(v) || v.length > MAX_RANK)
-    throw new CheckpointError(file, `${what}: a tuple of at most ${MAX_RANK} sizes`, describe(v));
-  let n = 1;
-  for (const d of v) {
+    throw new CheckpointError(file, `${what}: a tuple of at most ${MAX_RANK} entries`, describe(v));
+  for (const d of v)
     if (typeof d !== 'number' || !Number.isSafeInteger(d) || d < 0)
-      throw new CheckpointError(file, `${what}: non-negative integer sizes`, describe(d));
-    n *= d;
-  }
-  if (n > MAX_NUMEL) throw new CheckpointError(file, `${what}: at most 2^32 elements`, `${v.join('x')}`);
+      throw new CheckpointError(file, `${what}: non-negative integers`, describe(d));
   return v as number[];
+}
+
+/** A tensor size: its element count must also fit MAX_NUMEL. Strides are not sizes: a [1,1,H,W] noise
+ * buffer has strides (H·W, H·W, W, 1), whose product exceeds 2^32 from H = 128 on; they are bounded by
+ * the storage-extent check in `rebuild` instead. */
+function checkShape(file: string, v: unknown, what: string): number[] {
+  const shape = checkIntTuple(file, v, what);
+  if (numel(shape) > MAX_NUMEL)
+    throw new CheckpointError(file, `${what}: at most 2^32 elements`, `${shape.join('x')}`);
+  return shape;
 }
 
 /** Pickle values that tensors are built from; one per load. */
@@ -218,7 +225,7 @@ class Loader {
       this.fail('a storage as the first tensor argument', describe(storage));
     const st = storage as StorageRef;
     const shape = checkShape(this.file, size, 'tensor size');
-    const strides = checkShape(this.file, stride, 'tensor stride');
+    const strides = checkIntTuple(this.file, stride, 'tensor stride');
     if (strides.length !== shape.length)
       this.fail(`${shape.length} strides for shape [${shape}]`, `${strides.length} strides`);
     if (typeof offset !== 'number' || !Number.isSafeInteger(offset) || offset < 0)

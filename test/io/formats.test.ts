@@ -207,3 +207,15 @@ test('HalfWidener sends most elements to its worker and gets every buffer back',
     assert.ok(o.every((v) => v === 1));
   });
 });
+
+test('strides are validated as strides: a [1,1,256,256] noise buffer (stride product 2^40) loads', () => {
+  // Every rosinality generator from 128² up carries such buffers; the loader once multiplied the strides
+  // as if they were a size and refused every published 256/512/1024 checkpoint.
+  const file = join(dir, 'noise256.pt');
+  const noise = f32([1, 1, 256, 256], (i) => (i % 7) - 3);
+  saveTorch(file, { 'noises.noise_0': noise });
+  const got = loadTensors(file).get('noises.noise_0')!;
+  assert.deepEqual(got.shape, [1, 1, 256, 256]);
+  assert.deepEqual(Array.from(got.data.subarray(0, 8)), [-3, -2, -1, 0, 1, 2, 3, -3]);
+  assert.equal(got.data[65535], (65535 % 7) - 3);
+});
