@@ -1,13 +1,18 @@
 /** The `styleclip` command: each subcommand lives in its own file and registers here. */
 import { Command, CommanderError } from 'commander';
 import { reportError } from './common.js';
+import { downloadCommand } from './download.js';
 import { embedCommand } from './embed.js';
 import { generateCommand } from './generate.js';
 import { globalCommand } from './global.js';
+import { invertCommand } from './invert.js';
 import { mapperCommand } from './mapper.js';
 import { optimizeCommand } from './optimize.js';
 import { serveCommand } from './serve.js';
 import { tokenizeCommand } from './tokenize.js';
+import { trainCommand } from './train.js';
+import { workerCommand } from './worker.js';
+import { worldCommand } from './world.js';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -23,6 +28,11 @@ export function buildProgram(): Command {
   program.addCommand(mapperCommand());
   program.addCommand(optimizeCommand());
   program.addCommand(serveCommand());
+  program.addCommand(invertCommand());
+  program.addCommand(trainCommand());
+  program.addCommand(worldCommand());
+  program.addCommand(downloadCommand());
+  program.addCommand(workerCommand());
   return program;
 }
 

@@ -1,0 +1,11 @@
+/** `styleclip train gan|clip`: the trainers, each in its own file. */
+import { Command } from 'commander';
+import { trainClipCommand } from './train-clip.js';
+import { trainGanCommand } from './train-gan.js';
+
+export function trainCommand(): Command {
+  return new Command('train')
+    .description('train a StyleGAN2 (rosinality train.py) or a CLIP (contrastive) on the engine')
+    .addCommand(trainGanCommand())
+    .addCommand(trainClipCommand());
+}
