@@ -17,15 +17,46 @@ import { CONTEXT_LENGTH, tokenize } from './tokenizer.js';
 const ROW_BUCKET = 16;
 /** The most rows one text session runs at once. */
 const MAX_ROWS = 256;
-/** Cached text features kept in memory (all models together). */
-const CACHE_LIMIT = 20_000;
+/** Cached text features kept in memory (all models together): 250 prompts of 80 templates. */
+let cacheLimit = 20_000;
 
+/** Least recently used first: a hit moves its entry to the end. */
 const textCache = new Map<string, Float32Array>();
 
+/** Sets how many text features the cache keeps (tests shrink it); returns the previous limit. */
+export function setTextCacheLimit(n: number): number {
+  const old = cacheLimit;
+  cacheLimit = Math.max(1, Math.floor(n));
+  while (textCache.size > cacheLimit) textCache.delete(textCache.keys().next().value as string);
+  return old;
+}
+
 function cachePut(key: string, v: Float32Array): void {
-  if (textCache.size >= CACHE_LIMIT) textCache.delete(textCache.keys().next().value as string);
+  textCache.delete(key);
+  while (textCache.size >= cacheLimit) textCache.delete(textCache.keys().next().value as string);
   textCache.set(key, v);
 }
+
+/**
+ * Δt of two texts whose prompt ensembles (nearly) coincide, e.g. the same word twice: its direction is
+ * noise (or 0/0 = NaN), so no edit can follow it.
+ */
+export class ZeroDirectionError extends Error {
+  constructor(
+    readonly target: string,
+    readonly neutral: string,
+    readonly norm: number,
+  ) {
+    super(
+      `the target text "${target}" and the neutral text "${neutral}" mean the same to CLIP ` +
+        `(|Δt| = ${norm.toExponential(1)}), so there is no direction to edit along; change one of them`,
+    );
+    this.name = 'ZeroDirectionError';
+  }
+}
+
+/** Below this ‖ensemble(target) − ensemble(neutral)‖ (of unit vectors, so in [0, 2]), Δt is refused. */
+export const MIN_DIRECTION_NORM = 1e-4;
 
 /** Row-wise x / ‖x‖ of a [rows, dim] array (computed in float64). */
 export function normalizeRows(x: Float32Array, dim: number): Float32Array {
@@ -129,18 +160,32 @@ export class ClipEncoder {
     const e = this.embedDim;
     const hash = this.model.hash;
     const out = new Float32Array(texts.length * e);
-    const missing = [...new Set(texts.filter((s) => !textCache.has(`${hash}\0${s}`)))];
+    // This call's features are held here: inserting the missing ones may evict entries that were hits a
+    // moment ago (the cache is full after ~250 distinct prompt ensembles), and another call may run
+    // between the awaits.
+    const found = new Map<string, Float32Array>();
+    const missing: string[] = [];
+    for (const s of new Set(texts)) {
+      const key = `${hash}\0${s}`;
+      const hit = textCache.get(key);
+      if (hit) {
+        found.set(s, hit);
+        cachePut(key, hit); // now the most recently used
+      } else missing.push(s);
+    }
     if (missing.length > 0) {
       const feats = await this.encodeTokens(
         tokenize(missing, { contextLength: this.model.config.contextLength }),
         this.model.config.contextLength,
       );
       missing.forEach((s, i) => {
-        cachePut(`${hash}\0${s}`, feats.slice(i * e, (i + 1) * e));
+        const v = feats.slice(i * e, (i + 1) * e);
+        found.set(s, v);
+        cachePut(`${hash}\0${s}`, v);
       });
     }
     texts.forEach((s, i) => {
-      out.set(textCache.get(`${hash}\0${s}`)!, i * e);
+      out.set(found.get(s)!, i * e);
     });
     return out;
   }
@@ -170,7 +215,10 @@ export class ClipEncoder {
     return out;
   }
 
-  /** GetDt([target, neutral]): normalize(ensemble(target) − ensemble(neutral)), [E]. */
+  /**
+   * GetDt([target, neutral]): normalize(ensemble(target) − ensemble(neutral)), [E]. Throws
+   * ZeroDirectionError when the two ensembles (nearly) coincide.
+   */
   async textDirection(
     target: string,
     neutral: string,
@@ -184,7 +232,9 @@ export class ClipEncoder {
       d[j] = w[j] - w[e + j];
       s += d[j] ** 2;
     }
-    return Float32Array.from(d, (v) => v / Math.sqrt(s));
+    const norm = Math.sqrt(s);
+    if (!(norm >= MIN_DIRECTION_NORM)) throw new ZeroDirectionError(target, neutral, norm);
+    return Float32Array.from(d, (v) => v / norm);
   }
 
   /** Releases the compiled sessions. */
