@@ -1,4 +1,12 @@
 import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The repository root, so that tests do not depend on the working directory they are started from. */
+export const ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+/** A path under test/fixtures, resolved from this file. */
+export const fixture = (p: string): string => join(ROOT, 'test', 'fixtures', p);
 
 type Numeric = ArrayLike<number>;
 

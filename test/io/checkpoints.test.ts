@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { type Tensor, toFloat32 } from '../../src/io/tensor.js';
 import { loadNvidiaPkl, loadTorch } from '../../src/io/torch.js';
+import { fixture, ROOT } from '../helpers.js';
 
 interface Ref {
   shape: number[];
@@ -11,7 +13,7 @@ interface Ref {
   sumsq: number;
   first: number[];
 }
-const fixtures = 'test/fixtures';
+const fixtures = fixture('');
 const refs: Record<string, Record<string, Ref>> = JSON.parse(
   readFileSync(`${fixtures}/checkpoints.json`, 'utf8'),
 );
@@ -95,7 +97,9 @@ describe('torch checkpoints load to what torch gives', () => {
 
   test('NVIDIA pkl: G_ema parameters and buffers by module path, plus init kwargs', () => {
     const net = loadNvidiaPkl(`${fixtures}/stylegan2/nvidia.pkl`);
-    const ref: Record<string, Ref> = JSON.parse(readFileSync('test/io/nvidia_g_ema.json', 'utf8'));
+    const ref: Record<string, Ref> = JSON.parse(
+      readFileSync(join(ROOT, 'test/io/nvidia_g_ema.json'), 'utf8'),
+    );
     assertMatches(net.tensors, ref, () => 'float32');
     assert.equal(net.className, 'Generator');
     assert.ok(net.tensors.has('mapping.fc0.weight'));

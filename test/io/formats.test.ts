@@ -13,6 +13,7 @@ import { loadTensor, loadTorch, loadTorchBytes } from '../../src/io/torch.js';
 import { saveTorch } from '../../src/io/torch-write.js';
 import { HalfWidener } from '../../src/io/widen.js';
 import { ZipReader } from '../../src/io/zip.js';
+import { fixture } from '../helpers.js';
 import { writeMiniScript } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'io-formats-'));
@@ -75,12 +76,12 @@ test('a file holding one bare tensor (e4e latents.pt)', () => {
   const t = f32([2, 18, 512], (i) => Math.sin(i));
   saveTorch(file, t);
   assert.deepEqual(loadTensor(file), t);
-  assert.throws(() => loadTensor('test/fixtures/stylegan2/generator.pt'), CheckpointError);
+  assert.throws(() => loadTensor(fixture('stylegan2/generator.pt')), CheckpointError);
 });
 
 test('a deflated (re-zipped) torch archive loads; a declared zip bomb is refused before inflating', () => {
-  const src = readFileSync('test/fixtures/arcface/irse_zip.pth');
-  const zip = new ZipReader(new FileSource('test/fixtures/arcface/irse_zip.pth'));
+  const src = readFileSync(fixture('arcface/irse_zip.pth'));
+  const zip = new ZipReader(new FileSource(fixture('arcface/irse_zip.pth')));
   const files: Record<string, Uint8Array> = {};
   for (const name of zip.entries.keys()) files[name] = zip.read(name);
   const deflated = zipSync(files, { level: 6 });

@@ -9,6 +9,7 @@ import { parseSafetensors, saveSafetensors } from '../../src/io/safetensors.js';
 import { BufferSource } from '../../src/io/source.js';
 import { ALLOWED_GLOBALS, loadTorchBytes } from '../../src/io/torch.js';
 import { crc32, ZipReader } from '../../src/io/zip.js';
+import { fixture, ROOT } from '../helpers.js';
 import { rng, writeMiniScript } from './helpers.js';
 
 // Buffer#slice is a view, not a copy; the fuzzer needs real copies.
@@ -135,11 +136,11 @@ function fuzz(
 const torch = (b: Uint8Array, trace: (g: string) => void) => loadTorchBytes(b, 'fuzz', { trace });
 
 test(`torch zip: ${N} mutations of arcface/irse_zip.pth`, () => {
-  fuzz('zip', zipTarget(read('test/fixtures/arcface/irse_zip.pth'), 'irse_zip/data.pkl'), torch, 1);
+  fuzz('zip', zipTarget(read(fixture('arcface/irse_zip.pth')), 'irse_zip/data.pkl'), torch, 1);
 });
 
 test(`torch legacy: ${N} mutations of arcface/irse.pth`, () => {
-  const bytes = read('test/fixtures/arcface/irse.pth');
+  const bytes = read(fixture('arcface/irse.pth'));
   fuzz('legacy', { bytes, region: [0, 15100] }, torch, 2);
 });
 
@@ -150,7 +151,7 @@ test(`TorchScript: ${N} mutations of a CLIP-layout archive`, () => {
 });
 
 test(`NVIDIA pkl: ${N} mutations of a stylegan2-ada snapshot`, () => {
-  const bytes = read('test/io/data/mini_nvidia.pkl');
+  const bytes = read(join(ROOT, 'test/io/data/mini_nvidia.pkl'));
   fuzz('pkl', { bytes, region: [0, bytes.length] }, torch, 4);
 });
 

@@ -5,6 +5,7 @@ import { CheckpointError, ForbiddenGlobalError } from '../../src/io/errors.js';
 import { unpickle } from '../../src/io/pickle.js';
 import { loadTorchBytes } from '../../src/io/torch.js';
 import { buildStoredZip } from '../../src/io/zip.js';
+import { fixture } from '../helpers.js';
 
 /** Assembles a pickle from opcodes and strings (strings are written as latin-1 bytes). */
 function pk(...parts: (number | string | number[])[]): Uint8Array {
@@ -131,7 +132,7 @@ describe('hostile input fails fast with a typed error', () => {
   });
 
   test('wrong magic, empty and truncated files', () => {
-    const gen = readFileSync('test/fixtures/stylegan2/generator.pt');
+    const gen = readFileSync(fixture('stylegan2/generator.pt'));
     for (const b of [
       new Uint8Array(0),
       Buffer.from('GIF89a....'),
@@ -143,7 +144,7 @@ describe('hostile input fails fast with a typed error', () => {
         () => loadTorchBytes(b, 'x.pt'),
         (e: Error) => e instanceof CheckpointError && e.message.startsWith('x.pt'),
       );
-    const legacy = readFileSync('test/fixtures/arcface/irse.pth');
+    const legacy = readFileSync(fixture('arcface/irse.pth'));
     for (const n of [5, 200, 15000, legacy.length - 1])
       assert.throws(() => loadTorchBytes(legacy.subarray(0, n), 'irse.pth'), CheckpointError);
   });

@@ -6,6 +6,7 @@ import { after, test } from 'node:test';
 import { CheckpointError } from '../../src/io/errors.js';
 import { imageGrid, readImage, signedToUnit, toUint8, unitToSigned, writeImage } from '../../src/io/image.js';
 import type { Tensor } from '../../src/io/tensor.js';
+import { fixture } from '../helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'io-image-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -17,10 +18,10 @@ const img = (n: number, h: number, w: number, f: (i: number) => number): Tensor 
 });
 
 test('PNG reads to NCHW [0, 1] and round-trips exactly through writeImage', async () => {
-  const a = await readImage('test/fixtures/clip/preprocess_in.png');
+  const a = await readImage(fixture('clip/preprocess_in.png'));
   assert.deepEqual(a.shape, [1, 3, 251, 317]);
   assert.ok(a.data.every((x) => x >= 0 && x <= 1));
-  const signed = await readImage('test/fixtures/clip/preprocess_in.png', { range: '-1,1' });
+  const signed = await readImage(fixture('clip/preprocess_in.png'), { range: '-1,1' });
   assert.ok(Math.abs(signed.data[0] - (a.data[0] * 2 - 1)) < 1e-6);
   assert.ok(Math.abs(unitToSigned(a).data[5] - signed.data[5]) < 1e-6);
   assert.ok(Math.abs(signedToUnit(signed).data[5] - a.data[5]) < 1e-6);
@@ -80,5 +81,5 @@ test('JPEG and grids write; bad names and bad bytes fail with CheckpointError', 
     ),
     CheckpointError,
   );
-  await assert.rejects(readImage(readFileSync('test/fixtures/clip/texts.json')), CheckpointError);
+  await assert.rejects(readImage(readFileSync(fixture('clip/texts.json'))), CheckpointError);
 });

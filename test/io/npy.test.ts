@@ -6,15 +6,16 @@ import { test } from 'node:test';
 import { CheckpointError } from '../../src/io/errors.js';
 import { encodeNpy, parseNpy, readNpy, readNpyF32, writeNpy } from '../../src/io/npy.js';
 import { float32ToHalf, type Tensor } from '../../src/io/tensor.js';
+import { fixture } from '../helpers.js';
 
 test('fixture .npy files read with their shapes and dtypes', () => {
-  const z = readNpy('test/fixtures/stylegan2/z.npy');
+  const z = readNpy(fixture('stylegan2/z.npy'));
   assert.equal(z.dtype, 'float32');
   assert.deepEqual(z.shape, [2, 512]);
-  const tokens = readNpy('test/fixtures/clip/tokens.npy');
+  const tokens = readNpy(fixture('clip/tokens.npy'));
   assert.equal(tokens.dtype, 'int32');
   assert.deepEqual(tokens.shape, [14, 77]);
-  assert.equal(readNpyF32('test/fixtures/global/num_channels.npy').data.length, 1);
+  assert.equal(readNpyF32(fixture('global/num_channels.npy')).data.length, 1);
 });
 
 test('every dtype round-trips through writeNpy, atomically', () => {

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { parseNpy } from '../../../src/io/npy.js';
+import { fixture, ROOT } from '../../helpers.js';
 
 // Runs the subcommand on its own (src/cli/main.ts registers it for the real binary).
 const RUNNER = `import { Command } from 'commander'; import { embedCommand } from './src/cli/embed.ts';
@@ -14,10 +15,11 @@ const embed = (...args: string[]) =>
     process.execPath,
     ['--import', 'tsx', '--input-type=module', '-e', RUNNER, '--', 'embed', ...args],
     {
+      cwd: ROOT,
       encoding: 'utf8',
     },
   );
-const fx = 'test/fixtures/clip';
+const fx = fixture('clip');
 
 test('styleclip embed saves normalized embeddings and prints cosine similarities', () => {
   const dir = mkdtempSync(join(tmpdir(), 'embed-'));
