@@ -111,6 +111,45 @@ describe('latent optimization (run_optimization.py)', () => {
     await s.release();
   });
 
+  test('parity: StyleSpace edit (--work_in_stylespace), 5 steps, l2 0.008 — losses and every code after', async () => {
+    const opt = await LatentOptimizer.create(
+      { generator, clip },
+      { steps: 5, lr: 0.1, l2Lambda: 0.008, space: 's' },
+    );
+    const init = f32('stylegan2/wplus_trunc.npy').slice(0, L * D);
+    const res = await runOptimization(await opt.start(init, await promptFeatures(clip, PROMPT)));
+    const losses = Float32Array.from(res.history.map((h) => h.loss));
+    assertClose(losses, f32('optimization/stylespace_losses.npy'), { rtol: 1e-3, atol: 0, what: 'losses' });
+    assertClose(res.latent.data, f32('optimization/stylespace_final.npy'), {
+      rtol: 1e-3,
+      atol: 0,
+      what: 'codes',
+    });
+    await opt.release();
+  });
+
+  test('parity: free generation, 5 steps of the CLIP loss alone from latent_avg on every layer', async () => {
+    const opt = await LatentOptimizer.create({ generator, clip }, { steps: 5, lr: 0.1, mode: 'free' });
+    const avg = generator.latentAvg!;
+    const init = new Float32Array(L * D);
+    for (let l = 0; l < L; l++) init.set(avg, l * D); // [L, D]: latent_avg on every W+ row
+    const res = await runOptimization(await opt.start(init, await promptFeatures(clip, PROMPT)));
+    const losses = Float32Array.from(res.history.map((h) => h.loss));
+    assertClose(losses, f32('optimization/free_losses.npy'), { rtol: 1e-3, atol: 0, what: 'losses' });
+    // The fixtures README's rule for this path: CLIP-only gradients are tiny and Adam divides by their
+    // running RMS, so a handful of near-zero-gradient elements may differ by float32 rounding; the mean
+    // difference must stay within 1e-3 of the largest magnitude.
+    const ref = f32('optimization/free_latent_final.npy');
+    let meanDiff = 0;
+    let maxRef = 0;
+    for (let i = 0; i < ref.length; i++) {
+      meanDiff += Math.abs(res.latent.data[i] - ref[i]) / ref.length;
+      maxRef = Math.max(maxRef, Math.abs(ref[i]));
+    }
+    assert.ok(meanDiff <= 1e-3 * maxRef, `mean |a-b| ${meanDiff} > 1e-3 · ${maxRef}`);
+    await opt.release();
+  });
+
   test('starting latents: W+ [L, D], [1, L, D], a batch row, or a w row on every layer; other shapes are refused', () => {
     const dir = mkdtempSync(join(tmpdir(), 'optimize-latent-'));
     try {
