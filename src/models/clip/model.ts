@@ -239,6 +239,41 @@ export class ClipModel {
     return v;
   }
 
+  /**
+   * Makes every tensor of the model an input of `g`, named by its OpenAI key, so that a training graph
+   * can differentiate with respect to the weights; the builders then read these inputs in place of
+   * constants. The 1/√head_dim that inference folds into the query rows is applied in the graph here, so
+   * gradients reach the stored (unscaled) tensors. Call it before building anything CLIP on `g`.
+   */
+  weightsAsInputs(g: Graph): Map<string, Value> {
+    if (this.graphConsts.has(g))
+      throw new ShapeError('weightsAsInputs: this graph already holds CLIP weights as constants');
+    const c = this.config;
+    const bound = new Map<string, Value>();
+    const inputs = new Map<string, Value>();
+    for (const [key, shape] of expectedShapes(c)) {
+      const v = g.input(key, shape);
+      inputs.set(key, v);
+      bound.set(key, v);
+    }
+    for (const [prefix, layers, width, heads] of [
+      ['visual.transformer.resblocks.', c.visionLayers, c.visionWidth, c.visionHeads],
+      ['transformer.resblocks.', c.textLayers, c.textWidth, c.textHeads],
+    ] as const) {
+      // [3W]: 1/√d for the query rows, 1 for the key and value rows
+      const rowScale = new Float32Array(3 * width).fill(1).fill((width / heads) ** -0.5, 0, width);
+      const s = g.const(rowScale, [3 * width], `clip.${prefix}q_scale`);
+      const s2 = reshape(s, [3 * width, 1]); // [3W] -> [3W, 1], one factor per weight row
+      for (let i = 0; i < layers; i++) {
+        const k = `${prefix}${i}.attn.in_proj_`;
+        bound.set(`${k}weight:scaled`, mul(inputs.get(`${k}weight`)!, s2));
+        bound.set(`${k}bias:scaled`, mul(inputs.get(`${k}bias`)!, s));
+      }
+    }
+    this.graphConsts.set(g, bound);
+    return inputs;
+  }
+
   private block(g: Graph, prefix: string): BlockWeights {
     const w = (k: string) => this.weight(g, `${prefix}.${k}`);
     return {

@@ -1,0 +1,120 @@
+/**
+ * One compiled training step of CLIP: both towers on a batch of B image–text pairs, the contrastive loss,
+ * and the gradient of the loss with respect to every weight (the weights are graph inputs, so the same
+ * session serves every step). One session per (batch, text length); texts run on a context trimmed to
+ * the batch's longest caption, rounded up, which gives the same features as the full 77 positions (the
+ * causal mask hides every position after a caption's end token from it).
+ */
+import { grad } from '../autodiff/grad.js';
+import { Graph, ShapeError } from '../graph/graph.js';
+import { type ClipModel, eotIndices, trimmedLength, trimTokens } from '../models/clip/model.js';
+import { compile, type Executable, type HostTensor } from '../runtime/session.js';
+import { contrastiveLoss } from './clip-loss.js';
+
+/** Text contexts are rounded up to a multiple of this, so batches of similar captions share a session. */
+export const CONTEXT_BUCKET = 8;
+
+export interface StepResult {
+  loss: number;
+  /** logits_per_image [B, B] of this batch (before the update). */
+  logits: Float32Array;
+  /** d loss / d weight, by OpenAI key; the arrays belong to the caller. */
+  grads: Map<string, Float32Array>;
+}
+
+export class ClipStep {
+  private readonly sessions = new Map<string, Promise<Executable>>();
+  private readonly shapes: Map<string, number[]>;
+
+  constructor(
+    readonly model: ClipModel,
+    /** Compute gradients (false: loss and logits only, for validation). */
+    readonly withGrads = true,
+  ) {
+    const g = new Graph();
+    this.shapes = new Map([...model.weightsAsInputs(g)].map(([k, v]) => [k, [...v.shape]]));
+  }
+
+  /** Every weight's key and shape, in the order of `expectedShapes`. */
+  get weightShapes(): ReadonlyMap<string, number[]> {
+    return this.shapes;
+  }
+
+  /** The context a batch of [B, 77] token rows runs with. */
+  contextFor(tokens: Int32Array, stride: number): number {
+    const need = trimmedLength(tokens, stride);
+    return Math.min(this.model.config.contextLength, Math.ceil(need / CONTEXT_BUCKET) * CONTEXT_BUCKET);
+  }
+
+  private session(batch: number, length: number): Promise<Executable> {
+    const key = `${batch}x${length}`;
+    let s = this.sessions.get(key);
+    if (!s) {
+      const m = this.model;
+      const r = m.config.imageResolution;
+      const g = new Graph();
+      const weights = m.weightsAsInputs(g);
+      const image = g.input('image', [batch, 3, r, r]);
+      const tokens = g.input('tokens', [batch, length], 'int64');
+      const eot = g.input('eot', [batch], 'int64');
+      const { loss, logitsPerImage } = contrastiveLoss(
+        m.encodeImage(image),
+        m.encodeText(tokens, eot),
+        weights.get('logit_scale')!,
+      );
+      const outputs: Record<string, typeof loss> = { loss, logits: logitsPerImage };
+      if (this.withGrads) {
+        const keys = [...weights.keys()];
+        grad(
+          loss,
+          keys.map((k) => weights.get(k)!),
+        ).forEach((gv, i) => {
+          outputs[`grad:${keys[i]}`] = gv;
+        });
+      }
+      s = compile(outputs);
+      this.sessions.set(key, s);
+    }
+    return s;
+  }
+
+  /**
+   * Runs the step on `images` [B, 3, R, R] (CLIP-normalized) and `tokens` [B, stride] (CLIP token ids,
+   * zero-padded, as `tokenize` gives them) with the weights in `params` (OpenAI keys).
+   */
+  async run(
+    params: ReadonlyMap<string, Float32Array>,
+    images: Float32Array,
+    tokens: Int32Array,
+    stride = 77,
+  ): Promise<StepResult> {
+    const b = tokens.length / stride;
+    const r = this.model.config.imageResolution;
+    if (!Number.isInteger(b) || b < 1 || images.length !== b * 3 * r * r)
+      throw new ShapeError(
+        `a CLIP step needs images [B, 3, ${r}, ${r}] and tokens [B, ${stride}] for one B, got ${images.length} pixels and ${tokens.length} ids`,
+      );
+    const length = this.contextFor(tokens, stride);
+    const exe = await this.session(b, length);
+    const feeds: Record<string, HostTensor> = {
+      image: { shape: [b, 3, r, r], data: images },
+      tokens: { shape: [b, length], data: trimTokens(tokens, stride, length) },
+      eot: { shape: [b], data: eotIndices(tokens, stride, length) },
+    };
+    for (const [k, shape] of this.shapes) {
+      const data = params.get(k);
+      if (!data) throw new ShapeError(`no weights for "${k}"`);
+      feeds[k] = { shape, data };
+    }
+    const out = await exe.run(feeds);
+    const grads = new Map<string, Float32Array>();
+    if (this.withGrads)
+      for (const k of this.shapes.keys()) grads.set(k, out[`grad:${k}`].data as Float32Array);
+    return { loss: (out.loss.data as Float32Array)[0], logits: out.logits.data as Float32Array, grads };
+  }
+
+  async release(): Promise<void> {
+    for (const s of this.sessions.values()) await (await s).release();
+    this.sessions.clear();
+  }
+}
