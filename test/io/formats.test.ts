@@ -220,3 +220,49 @@ test('strides are validated as strides: a [1,1,256,256] noise buffer (stride pro
   assert.deepEqual(Array.from(got.data as Float32Array).slice(0, 8), [-3, -2, -1, 0, 1, 2, 3, -3]);
   assert.equal(got.data[65535], (65535 % 7) - 3);
 });
+
+test('HalfWidener at the default threshold (the size ViT-B/32 reaches): worker values match an independent decoding', () => {
+  // Decoded from the IEEE fields with plain arithmetic, not with the lookup table the widener uses.
+  const f16 = (h: number) => {
+    const s = h & 0x8000 ? -1 : 1;
+    const e = (h >> 10) & 0x1f;
+    const m = h & 0x3ff;
+    if (e === 0) return s * m * 2 ** -24;
+    if (e === 31) return m ? Number.NaN : s * Number.POSITIVE_INFINITY;
+    return s * (1 + m / 1024) * 2 ** (e - 15);
+  };
+  const bf16 = (h: number) => {
+    const s = h & 0x8000 ? -1 : 1;
+    const e = (h >> 7) & 0xff;
+    const m = h & 0x7f;
+    if (e === 0) return s * (m / 128) * 2 ** -126;
+    if (e === 255) return m ? Number.NaN : s * Number.POSITIVE_INFINITY;
+    return s * (1 + m / 128) * 2 ** (e - 127);
+  };
+  const w = new HalfWidener(); // default: a worker starts once 4M elements are pending
+  const jobs: { kind: 'float16' | 'bfloat16'; n: number; seed: number; out: Float32Array }[] = [];
+  for (let i = 0; i < 7; i++) {
+    const kind = i % 3 === 2 ? 'bfloat16' : 'float16';
+    const n = (1 << 20) + i; // odd and even counts take different worker loops
+    const out = new Float32Array(n);
+    const halves = new Uint16Array(out.buffer, n * 2, n);
+    for (let k = 0; k < n; k++) halves[k] = (k * 40503 + i * 7919) & 0xffff; // every bit pattern
+    const job = { kind, n, seed: i, out } as (typeof jobs)[number];
+    jobs.push(job);
+    w.defer(out, n, kind, (d) => {
+      job.out = d;
+    });
+  }
+  w.finish();
+  assert.ok(w.split.worker >= 2 << 20, `the worker widened ${w.split.worker} elements`);
+  for (const j of jobs) {
+    assert.equal(j.out.length, j.n);
+    const decode = j.kind === 'float16' ? f16 : bf16;
+    for (let k = 0; k < j.n; k++) {
+      const want = decode((k * 40503 + j.seed * 7919) & 0xffff);
+      const got = j.out[k];
+      if (!(Number.isNaN(want) ? Number.isNaN(got) : got === Math.fround(want)))
+        assert.fail(`${j.kind} tensor ${j.seed}, element ${k}: got ${got}, expected ${want}`);
+    }
+  }
+});
