@@ -1,35 +1,37 @@
 /**
  * `styleclip generate`: images from a StyleGAN2 generator, from seeds, z arrays, or W / W+ latents.
  */
-import { existsSync } from 'node:fs';
-import { dirname, extname } from 'node:path';
-import { Command } from 'commander';
+import { extname } from 'node:path';
+import type { Command } from 'commander';
 import { z } from 'zod';
+import { CheckpointError } from '../io/errors.js';
 import { writeImage } from '../io/image.js';
 import { readNpy, writeNpy } from '../io/npy.js';
 import { toFloat32 } from '../io/tensor.js';
 import { StyleGAN2, seededZ } from '../models/stylegan2/index.js';
 import { readLatents } from '../models/stylegan2/latents.js';
-import { int, num, parseFlags, progressBar, UserError } from './common.js';
+import {
+  CliCommand,
+  checkOutputs,
+  inputFile,
+  int,
+  num,
+  parseFlags,
+  progressBar,
+  writeOutputs,
+} from './common.js';
 
-const folderExists = (f: string) => existsSync(dirname(f) || '.');
-const outFile = (exts: RegExp, what: string) =>
-  z.string().regex(exts, `must end in ${what}`).refine(folderExists, { message: 'folder does not exist' });
+// A missing output folder is created when the file is written (the same rule in every command).
+const outFile = (exts: RegExp, what: string) => z.string().regex(exts, `must end in ${what}`);
 
 const Flags = z
   .object({
-    generator: z.string().refine((f) => existsSync(f), { message: 'file not found' }),
+    generator: inputFile('generator file'),
     seed: int('--seed')
       .refine((n) => n >= 0 && n < 2 ** 32, { message: 'must be in [0, 2^32)' })
       .optional(),
-    z: z
-      .string()
-      .refine((f) => existsSync(f), { message: 'file not found' })
-      .optional(),
-    latent: z
-      .string()
-      .refine((f) => existsSync(f), { message: 'file not found' })
-      .optional(),
+    z: inputFile('z file').optional(),
+    latent: inputFile('latent file').optional(),
     truncation: num('--truncation')
       .refine((p) => p >= 0 && p <= 1, { message: 'must be in [0, 1]' })
       .default(1),
@@ -51,6 +53,20 @@ const Flags = z
 
 type Opts = z.infer<typeof Flags>;
 
+/** z rows from a .npy: [D] or [N, D], finite, as --latent is checked (a [3, 7, 512] is not 21 images). */
+export function readZ(file: string, D: number): { data: Float32Array; count: number } {
+  const t = readNpy(file);
+  if (t.dtype !== 'float32' && t.dtype !== 'float64' && t.dtype !== 'float16')
+    throw new CheckpointError(file, 'floating-point z vectors', `${t.dtype} values`);
+  const s = t.shape;
+  const ok = (s.length === 1 && s[0] === D) || (s.length === 2 && s[1] === D && s[0] >= 1);
+  if (!ok) throw new CheckpointError(file, `z of shape [${D}] or [N, ${D}]`, `shape [${s.join(', ')}]`);
+  const data = toFloat32(t).data;
+  const bad = data.findIndex((v) => !Number.isFinite(v));
+  if (bad >= 0) throw new CheckpointError(file, 'finite z values', `${data[bad]} at flat index ${bad}`);
+  return { data, count: data.length / D };
+}
+
 function numbered(file: string, i: number, n: number): string {
   if (n === 1) return file;
   const ext = extname(file);
@@ -58,6 +74,8 @@ function numbered(file: string, i: number, n: number): string {
 }
 
 async function run(o: Opts): Promise<void> {
+  const out = o.out ?? (o.outNpy ? undefined : 'generated.png');
+  checkOutputs({ '--out': out, '--out-npy': o.outNpy, '--save-latent': o.saveLatent });
   const G = StyleGAN2.load(o.generator);
   const { nLatent: L, styleDim: D, size } = G.config;
   // Latent rows: w [N, D] (mapped z or a w file) or W+ [N, L, D].
@@ -70,12 +88,7 @@ async function run(o: Opts): Promise<void> {
     let zs: Float32Array;
     let n = o.count;
     if (o.z) {
-      const t = readNpy(o.z);
-      const zd = toFloat32(t).data;
-      if (t.shape[t.shape.length - 1] !== D || zd.length % D !== 0)
-        throw new UserError(`${o.z}: z must be [${D}] or [N, ${D}], got [${t.shape}]`);
-      zs = zd;
-      n = zd.length / D;
+      ({ data: zs, count: n } = readZ(o.z, D));
     } else {
       // StyleGAN's convention: image i uses RandomState(seed + i).randn(1, D).
       zs = new Float32Array(n * D);
@@ -91,29 +104,43 @@ async function run(o: Opts): Promise<void> {
     const w = await G.toWPlus(rows.data.subarray(i * per, (i + 1) * per), shape, { psi: o.truncation });
     wplus.set(w, i * L * D);
   }
-  if (o.saveLatent) writeNpy(o.saveLatent, { dtype: 'float32', shape: [n, L, D], data: wplus });
-
-  const out = o.out ?? (o.outNpy ? undefined : 'generated.png');
   const images = new Float32Array(n * 3 * size * size);
   const bar = n > 1 ? progressBar(n, 'generate') : null;
   for (let i = 0; i < n; i++) {
     const noise = o.noise === 'random' ? { seed: seed + i } : 'const';
     const img = await G.synthesize(wplus.subarray(i * L * D, (i + 1) * L * D), noise);
     images.set(img.data as Float32Array, i * 3 * size * size);
-    if (out && !o.grid) {
-      const one = (img.data as Float32Array).slice();
-      await writeImage(numbered(out, i, n), { dtype: 'float32', shape: [1, 3, size, size], data: one });
-    }
     bar?.increment();
   }
   bar?.stop();
+  const writes: [string, () => unknown][] = [];
   if (out && o.grid)
-    await writeImage(
+    writes.push([
       out,
-      { dtype: 'float32', shape: [n, 3, size, size], data: images },
-      { cols: Math.ceil(Math.sqrt(n)) },
-    );
-  if (o.outNpy) writeNpy(o.outNpy, { dtype: 'float32', shape: [n, 3, size, size], data: images });
+      () =>
+        writeImage(
+          out,
+          { dtype: 'float32', shape: [n, 3, size, size], data: images },
+          { cols: Math.ceil(Math.sqrt(n)) },
+        ),
+    ]);
+  else if (out)
+    for (let i = 0; i < n; i++) {
+      const one = images.slice(i * 3 * size * size, (i + 1) * 3 * size * size);
+      writes.push([
+        numbered(out, i, n),
+        () => writeImage(numbered(out, i, n), { dtype: 'float32', shape: [1, 3, size, size], data: one }),
+      ]);
+    }
+  if (o.outNpy) {
+    const f = o.outNpy;
+    writes.push([f, () => writeNpy(f, { dtype: 'float32', shape: [n, 3, size, size], data: images })]);
+  }
+  if (o.saveLatent) {
+    const f = o.saveLatent;
+    writes.push([f, () => writeNpy(f, { dtype: 'float32', shape: [n, L, D], data: wplus })]);
+  }
+  await writeOutputs(writes);
   const wrote = [
     out && (o.grid || n === 1 ? out : `${n} images ${numbered(out, 0, n)} ...`),
     o.outNpy,
@@ -129,7 +156,7 @@ async function run(o: Opts): Promise<void> {
  * [--noise const|random] [--out img.png] [--out-npy img.npy] [--save-latent w.npy] [--count K --grid]`
  */
 export function generateCommand(): Command {
-  return new Command('generate')
+  return new CliCommand('generate')
     .description('generate images with a StyleGAN2 generator from seeds, z vectors or W / W+ latents')
     .requiredOption(
       '--generator <file>',

@@ -1,9 +1,8 @@
 /**
  * `styleclip global precompute` and `styleclip global edit`: StyleCLIP's global directions (method 3).
  */
-import { existsSync } from 'node:fs';
 import { extname } from 'node:path';
-import { Command } from 'commander';
+import type { Command } from 'commander';
 import sharp from 'sharp';
 import { z } from 'zod';
 import { Fs3Interrupted, fs3CheckpointDir, precomputeFs3, removeCheckpoint, writeFs3 } from '../edit/fs3.js';
@@ -18,26 +17,35 @@ import {
   wplusFromSeed,
 } from '../edit/global.js';
 import { loadFs3, loadStyleStats, saveStyleStats } from '../edit/global-io.js';
+import { cachedStyleStats } from '../edit/stats-cache.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { toUint8, writeImage } from '../io/image.js';
 import { writeNpy } from '../io/npy.js';
-import { ClipEncoder } from '../models/clip/encoder.js';
+import { ClipEncoder, ZeroDirectionError } from '../models/clip/encoder.js';
 import { loadClip } from '../models/clip/load.js';
 import { expandTemplates } from '../models/clip/templates.js';
 import { CONTEXT_LENGTH, TextTooLongError, tokenize } from '../models/clip/tokenizer.js';
 import { readLatents } from '../models/stylegan2/latents.js';
 import { loadGenerator } from '../models/stylegan2/load.js';
 import type { GeneratorWeights } from '../models/stylegan2/weights.js';
-import { int, interruptible, num, parseFlags, progressBar, UserError } from './common.js';
+import {
+  CliCommand,
+  checkOutputs,
+  inputFile,
+  int,
+  interruptible,
+  num,
+  parseFlags,
+  progressBar,
+  UserError,
+  writeOutputs,
+} from './common.js';
 
-const file = (what: string) =>
-  z
-    .string({ error: `${what} is required` })
-    .min(1, `${what} is required`)
-    .refine((f) => existsSync(f), { message: `${what}: no such file` });
+// parseFlags puts the flag in front of each message, so the messages do not repeat it.
+const file = (_what: string) => inputFile();
 
 const outFile = (what: string, exts: readonly string[]) =>
-  z.string({ error: `${what} is required` }).refine((f) => exts.includes(extname(f).toLowerCase()), {
+  z.string({ error: 'is required' }).refine((f) => exts.includes(extname(f).toLowerCase()), {
     message: `${what} must end with ${exts.join(', ')}`,
   });
 
@@ -67,25 +75,29 @@ function loadModels(generator: string, clipFile: string): { G: GeneratorWeights;
   return { G, clip };
 }
 
-/** Channel statistics: from --stats, or sampled the official way (with a progress bar). */
+/**
+ * Channel statistics: from --stats, else from the cache folder (per generator file content and sample
+ * count), else sampled the official way (with a progress bar) and cached.
+ */
 async function getStats(
   G: GeneratorWeights,
-  f: { stats?: string; statsSamples: number; saveStats?: string },
+  f: { generator: string; stats?: string; statsSamples: number; saveStats?: string },
 ): Promise<StyleStats> {
   let stats: StyleStats;
   if (f.stats) stats = loadStyleStats(f.stats, G.config);
   else {
-    const bar = progressBar(f.statsSamples, 'channel statistics');
-    try {
-      stats = (
-        await sampleStyleStats(G, {
-          samples: f.statsSamples,
-          onProgress: (d) => bar.update(d),
-        })
-      ).stats;
-    } finally {
-      bar.stop();
-    }
+    const sample = async () => {
+      const bar = progressBar(f.statsSamples, 'channel statistics');
+      try {
+        return (await sampleStyleStats(G, { samples: f.statsSamples, onProgress: (d) => bar.update(d) }))
+          .stats;
+      } finally {
+        bar.stop();
+      }
+    };
+    const c = await cachedStyleStats(f.generator, G.config, f.statsSamples, sample);
+    stats = c.stats;
+    if (c.hit) process.stderr.write(`channel statistics: cached (${c.file})\n`);
   }
   if (f.saveStats) saveStyleStats(f.saveStats, stats);
   return stats;
@@ -108,6 +120,7 @@ const precomputeSchema = z.object({
 
 async function precompute(opts: unknown): Promise<void> {
   const f = parseFlags(precomputeSchema, opts);
+  checkOutputs({ '--out': f.out, '--save-stats': f.saveStats });
   const { G, clip } = loadModels(f.generator, f.clip);
   const layers = f.layers as LayerSelection;
   const rows = fs3Rows(G.config, layers);
@@ -166,7 +179,7 @@ const editSchema = z
     fs3: file('--fs3'),
     neutral: z.string({ error: '--neutral is required' }).min(1, '--neutral must not be empty'),
     target: z.string({ error: '--target is required' }).min(1, '--target must not be empty'),
-    alpha: num('--alpha').default(4.1),
+    alpha: num('--alpha').optional(),
     alphas: alphaList.optional(),
     beta: num('--beta')
       .refine((b) => b >= 0 && b < 1, { message: 'must be in [0, 1): a threshold on |cos| relevance' })
@@ -200,7 +213,15 @@ const editSchema = z
       });
     if (f.animation && !f.alphas)
       ctx.addIssue({ code: 'custom', path: ['animation'], message: 'needs --alphas (the α of each frame)' });
+    if (f.alpha !== undefined && f.alphas)
+      ctx.addIssue({ code: 'custom', path: ['alpha'], message: 'give --alpha or --alphas, not both' });
   });
+
+/** --out for one α, or the file of α number k when there are several and no --strip: edited_a-4.png, … */
+function alphaFile(out: string, alpha: number): string {
+  const ext = extname(out);
+  return `${out.slice(0, out.length - ext.length)}_a${alpha}${ext}`;
+}
 
 /** Fails early, before any model loads, when a prompt with a template is longer than CLIP's context. */
 function checkPrompt(flag: string, text: string): void {
@@ -219,6 +240,18 @@ async function edit(opts: unknown): Promise<void> {
   const f = parseFlags(editSchema, opts);
   checkPrompt('--target', f.target);
   checkPrompt('--neutral', f.neutral);
+  const alphas = f.alphas ?? [f.alpha ?? 4.1];
+  const A = alphas.length;
+  const imageFiles = A === 1 || f.strip ? [f.out] : alphas.map((a) => alphaFile(f.out, a));
+  checkOutputs({
+    ...Object.fromEntries(
+      imageFiles.map((p, k) => [`--out${imageFiles.length > 1 ? ` (α ${alphas[k]})` : ''}`, p]),
+    ),
+    '--animation': f.animation,
+    '--out-npy': f.outNpy,
+    '--save-latent': f.saveLatent,
+    '--save-stats': f.saveStats,
+  });
   const { G, clip } = loadModels(f.generator, f.clip);
   const cfg = G.config;
   const fs3 = loadFs3(f.fs3, cfg, clip.embedDim);
@@ -235,9 +268,16 @@ async function edit(opts: unknown): Promise<void> {
     wplus = lat.gather([f.index]);
   } else wplus = await wplusFromSeed(G, f.seed!);
 
+  // Δt first: texts that mean the same are refused before the statistics are sampled.
+  let dt: Float32Array;
+  try {
+    dt = await clip.textDirection(f.target, f.neutral);
+  } catch (e) {
+    if (e instanceof ZeroDirectionError) throw new UserError(`--target: ${e.message}`);
+    throw e;
+  }
   const stats = await getStats(G, f);
   const editor = new GlobalEditor(G, clip, fs3.data, stats);
-  const dt = await editor.direction(f.target, f.neutral);
   const boundary = editor.boundary(dt, f.beta);
   const total = fs3.rows;
   if (boundary.numChannels === 0) {
@@ -252,28 +292,24 @@ async function edit(opts: unknown): Promise<void> {
   );
 
   const codes = await stylesFromWplus(G, wplus, 1);
-  const alphas = f.alphas ?? [f.alpha];
   const images = await editor.render(codes, boundary, alphas);
   const size = cfg.size;
-  const A = alphas.length;
   const tensor = { dtype: 'float32' as const, shape: [A, 3, size, size], data: images };
-  if (A === 1 || f.strip) await writeImage(f.out, tensor, { cols: A });
-  else {
-    // One file per α next to --out: edited_a-4.png, edited_a0.png, ...
-    const ext = extname(f.out);
-    const stem = f.out.slice(0, f.out.length - ext.length);
-    for (let k = 0; k < A; k++) {
+  const writes: [string, () => unknown][] = [];
+  if (A === 1 || f.strip) writes.push([f.out, () => writeImage(f.out, tensor, { cols: A })]);
+  else
+    imageFiles.forEach((p, k) => {
       const one = {
         ...tensor,
         shape: [1, 3, size, size],
         data: images.subarray(k * 3 * size * size, (k + 1) * 3 * size * size),
       };
-      await writeImage(`${stem}_a${alphas[k]}${ext}`, one);
-    }
-  }
-  if (f.animation) await writeAnimation(f.animation, tensor);
-  if (f.outNpy) writeNpy(f.outNpy, tensor);
-  if (f.saveLatent) {
+      writes.push([p, () => writeImage(p, one)]);
+    });
+  const { animation, outNpy, saveLatent } = f;
+  if (animation) writes.push([animation, () => writeAnimation(animation, tensor)]);
+  if (outNpy) writes.push([outNpy, () => writeNpy(outNpy, tensor)]);
+  if (saveLatent) {
     // The edited StyleSpace codes, all layers concatenated in StyleCLIP's order: [A, total channels].
     const moved = applyBoundary(codes, boundary.delta, alphas);
     const width = cfg.styleDims.reduce((a, b) => a + b, 0);
@@ -284,9 +320,13 @@ async function edit(opts: unknown): Promise<void> {
       for (let k = 0; k < A; k++) flat.set(s.subarray(k * c, (k + 1) * c), k * width + off);
       off += c;
     });
-    writeNpy(f.saveLatent, { dtype: 'float32', shape: [A, width], data: flat });
+    writes.push([
+      saveLatent,
+      () => writeNpy(saveLatent, { dtype: 'float32', shape: [A, width], data: flat }),
+    ]);
   }
-  process.stdout.write(`wrote ${f.out}${A > 1 && !f.strip ? ` (one file per α)` : ''}\n`);
+  const written = await writeOutputs(writes);
+  process.stdout.write(`wrote ${written.join(', ')}\n`);
 }
 
 /** Frames [A, 3, S, S] → an animated GIF or WebP (loops forever, 0.5 s per frame), written atomically. */
@@ -305,7 +345,7 @@ async function writeAnimation(out: string, t: { shape: number[]; data: Float32Ar
 }
 
 export function globalCommand(): Command {
-  const cmd = new Command('global').description(
+  const cmd = new CliCommand('global').description(
     "StyleCLIP global directions: edit with a text direction in StyleSpace, or precompute a generator's fs3",
   );
   cmd
@@ -340,7 +380,7 @@ export function globalCommand(): Command {
     .option('--fs3 <file>', "fs3.npy for this generator and CLIP (StyleCLIP's, or from `global precompute`)")
     .option('--neutral <text>', 'what the image shows now, e.g. "face"')
     .option('--target <text>', 'what it should show, e.g. "smiling face"')
-    .option('--alpha <a>', 'edit strength α (negative reverses the edit)', '4.1')
+    .option('--alpha <a>', 'edit strength α (negative reverses the edit; default 4.1)')
     .option('--alphas <list>', 'several strengths, e.g. -4,0,4,8 (one image each, or a strip with --strip)')
     .option('--beta <b>', 'disentanglement threshold β: channels with relevance below it stay put', '0.15')
     .option('--latent <file>', 'W+ or w latents (.npy, e4e latents.pt)')

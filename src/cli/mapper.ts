@@ -1,9 +1,9 @@
 /**
  * `styleclip mapper train` and `styleclip mapper apply`: StyleCLIP's latent mapper (method 2).
  */
-import { existsSync, statSync } from 'node:fs';
-import { extname } from 'node:path';
-import { Command } from 'commander';
+import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { extname, join } from 'node:path';
+import type { Command } from 'commander';
 import { z } from 'zod';
 import { MapperApplier } from '../edit/mapper/apply.js';
 import { loadMapper, rosinalityTensorsOf } from '../edit/mapper/checkpoint.js';
@@ -19,12 +19,22 @@ import { tokenize } from '../models/clip/tokenizer.js';
 import { LatentSet, readLatents } from '../models/stylegan2/latents.js';
 import { loadGenerator } from '../models/stylegan2/load.js';
 import type { GeneratorWeights } from '../models/stylegan2/weights.js';
-import { arcfaceUnits, int, interruptible, num, parseFlags, progressBar, UserError } from './common.js';
+import {
+  arcfaceUnits,
+  CliCommand,
+  checkOutputs,
+  inputFile,
+  int,
+  interruptible,
+  num,
+  outputProblem,
+  parseFlags,
+  progressBar,
+  UserError,
+} from './common.js';
 
-const existing = (what: string) =>
-  z.string({ message: `${what} is required` }).refine((p) => existsSync(p) && statSync(p).isFile(), {
-    message: `${what}: no such file`,
-  });
+// parseFlags names the flag before each message.
+const existing = (_what: string) => inputFile();
 const positiveInt = (what: string) =>
   int(what).refine((n) => n >= 1, { message: `${what} must be at least 1` });
 const nonNegative = (what: string) => num(what).refine((n) => n >= 0, { message: `${what} must be >= 0` });
@@ -71,8 +81,81 @@ const trainSchema = z.object({
     .refine((n) => n >= 0 && n < 2 ** 31, { message: '--seed must be in [0, 2^31)' })
     .default(0),
   resume: existing('--resume').optional(),
-  out: z.string({ message: 'an --out directory is required' }).min(1),
+  overwrite: z.boolean().default(false),
+  out: z.string({ message: 'an output folder is required' }).min(1),
 });
+
+type TrainFlags = z.infer<typeof trainSchema>;
+
+/**
+ * An --out that holds an earlier run (checkpoints/ or logs/) is refused unless --resume continues it or
+ * --overwrite replaces it: a new run would truncate its metrics and mix old iteration_N.pt files with new.
+ */
+function prepareOut(o: TrainFlags): void {
+  const why = outputProblem(o.out, true);
+  if (why) throw new UserError(`--out ${o.out}: ${why}`);
+  const earlier = ['checkpoints', 'logs'].filter((d) => {
+    const p = join(o.out, d);
+    return existsSync(p) && statSync(p).isDirectory() && readdirSync(p).length > 0;
+  });
+  if (!earlier.length || o.resume) return;
+  if (!o.overwrite) {
+    const dir = join(o.out, 'checkpoints');
+    const steps = existsSync(dir)
+      ? readdirSync(dir)
+          .flatMap((f) => /^iteration_(\d+)\.pt$/.exec(f)?.[1] ?? [])
+          .map(Number)
+      : [];
+    const last = steps.length ? `iteration_${Math.max(...steps)}.pt` : 'iteration_N.pt';
+    throw new UserError(
+      `--out ${o.out} holds an earlier run (${earlier.join('/, ')}/): continue it with --resume ` +
+        `${join(dir, last)}, replace it with --overwrite, or pick another --out`,
+    );
+  }
+  for (const d of earlier) rmSync(join(o.out, d), { recursive: true, force: true });
+  process.stderr.write(
+    `styleclip: --overwrite: removed the earlier run's ${earlier.join('/, ')}/ in ${o.out}\n`,
+  );
+}
+
+/** Flags that must match the checkpoint's `opts` on --resume (a resumed run is the same run). */
+function checkResumeFlags(
+  o: TrainFlags,
+  opts: Record<string, unknown>,
+  idLambda: number,
+  spec: MapperSpec,
+): void {
+  const same = (a: unknown, b: unknown) =>
+    typeof b === 'number' ? Math.abs(Number(a) - b) <= 1e-9 * Math.max(1, Math.abs(b)) : a === b;
+  const checks: [flag: string, key: string, given: unknown, shown?: (v: unknown) => string][] = [
+    ['--prompt', 'description', o.prompt, (v) => JSON.stringify(v)],
+    ['--lr', 'learning_rate', o.lr],
+    ['--optim', 'optim_name', o.optim],
+    ['--batch', 'batch_size', o.batch],
+    ['--clip-lambda', 'clip_lambda', o.clipLambda],
+    ['--l2-lambda', 'latent_l2_lambda', o.l2Lambda],
+    ['--id-lambda', 'id_lambda', idLambda],
+  ];
+  const bad: string[] = [];
+  for (const [flag, key, given, show = String] of checks)
+    if (given !== undefined && opts[key] !== undefined && !same(opts[key], given))
+      bad.push(`${flag} ${show(given)} (the checkpoint has ${show(opts[key])})`);
+  const type =
+    spec.type === 'SingleMapper' ? 'single' : spec.type === 'LevelsMapper' ? 'levels' : 'stylespace';
+  const ckType =
+    opts.work_in_stylespace === true
+      ? 'stylespace'
+      : opts.mapper_type === 'SingleMapper'
+        ? 'single'
+        : 'levels';
+  if (opts.mapper_type !== undefined && ckType !== type)
+    bad.push(`--mapper-type ${type} (the checkpoint has ${ckType})`);
+  if (bad.length)
+    throw new UserError(
+      `--resume ${o.resume}: these flags differ from the run being resumed: ${bad.join('; ')}. ` +
+        "Pass the checkpoint's values (a resumed run continues the same training), or start a new run.",
+    );
+}
 
 const applySchema = z
   .object({
@@ -122,6 +205,9 @@ function specFor(
 async function train(raw: unknown): Promise<void> {
   const o = parseFlags(trainSchema, raw);
   tokenize(o.prompt); // a too-long prompt fails here, before any model is loaded
+  if (o.resume && o.overwrite)
+    throw new UserError('--resume continues a run and --overwrite replaces one: give one');
+  prepareOut(o);
   let idLambda = o.idLambda ?? 0.1;
   if (idLambda > 0 && !o.arcface) {
     if (o.idLambda !== undefined) throw new UserError('--id-lambda > 0 needs --arcface model_ir_se50.pth');
@@ -153,6 +239,7 @@ async function train(raw: unknown): Promise<void> {
       throw new UserError(
         `${o.resume} has no training state; resume from a checkpoints/iteration_N.pt of a train run`,
       );
+    checkResumeFlags(o, ck.opts as Record<string, unknown>, idLambda, spec);
     weights = ck.weights;
     resumeState = ck.trainState;
   }
@@ -207,12 +294,12 @@ async function train(raw: unknown): Promise<void> {
       shouldStop: interrupt.requested,
     });
     bar.stop();
+    // Exit 130 like any program stopped by Ctrl-C (as optimize and global precompute do).
+    if (r.interrupted)
+      throw new UserError(`interrupted at step ${r.step}; resume with --resume ${r.lastCheckpoint}`, 130);
     process.stderr.write(
-      r.interrupted
-        ? `styleclip: interrupted at step ${r.step}; resume with --resume ${r.lastCheckpoint}\n`
-        : `styleclip: done, ${r.step} steps; best validation loss ${trainer.bestValLoss?.toFixed(4)} (${o.out}/checkpoints/best_model.pt)\n`,
+      `styleclip: done, ${r.step} steps; best validation loss ${trainer.bestValLoss?.toFixed(4)} (${o.out}/checkpoints/best_model.pt)\n`,
     );
-    if (r.interrupted) process.exitCode = 130;
   } finally {
     bar.stop();
     interrupt.dispose();
@@ -221,6 +308,7 @@ async function train(raw: unknown): Promise<void> {
 
 async function apply(raw: unknown): Promise<void> {
   const o = parseFlags(applySchema, raw);
+  checkOutputs({ '--out': o.out, '--out-npy': o.outNpy, '--save-latent': o.saveLatent });
   const ck = loadMapper(o.mapper, { withDecoder: !o.generator });
   const G = o.generator ? loadGenerator(o.generator) : ck.decoder;
   if (!G) throw new UserError(`${o.mapper} is a mapper-only file (no decoder.* weights): pass --generator G`);
@@ -279,7 +367,7 @@ async function sampledFromSeeds(G: GeneratorWeights, seeds: number[], psi: numbe
 }
 
 export function mapperCommand(): Command {
-  const cmd = new Command('mapper').description('StyleCLIP latent mapper: train one per prompt, apply it');
+  const cmd = new CliCommand('mapper').description('StyleCLIP latent mapper: train one per prompt, apply it');
   cmd
     .command('train')
     .description('train a mapper for a text prompt (loss: λ_CLIP·D_CLIP + λ_L2·MSE(w_hat, w) + λ_ID·L_ID)')
@@ -313,7 +401,11 @@ export function mapperCommand(): Command {
     .option('--train-size <n>', 'sampled training latents when no --latents-train', '5000')
     .option('--test-size <n>', 'sampled test latents when no --latents-test', '1000')
     .option('--seed <n>', 'seed of the mapper init, the sampled latents and the batch order', '0')
-    .option('--resume <ckpt>', 'continue from checkpoints/iteration_N.pt of an earlier run')
+    .option(
+      '--resume <ckpt>',
+      'continue from checkpoints/iteration_N.pt of an earlier run (with the same --prompt, --lr, λs, batch)',
+    )
+    .option('--overwrite', 'replace an earlier run in --out (its checkpoints/ and logs/ are deleted)')
     .option('--out <dir>', 'output directory (checkpoints/, logs/)')
     .action(async (opts) => train(opts));
   cmd
