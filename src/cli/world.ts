@@ -1,6 +1,248 @@
-import { Command } from 'commander';
+/**
+ * `styleclip world`: the built-in world of cartoon faces. `sample` draws faces (and prints their labels and
+ * captions); `train-classifier` trains the attribute classifier used to measure edits; `eval-classifier`
+ * measures a classifier file on held-out faces.
+ */
+import { copyFileSync, mkdirSync } from 'node:fs';
+import { dirname, extname, join } from 'node:path';
+import type { Command } from 'commander';
+import { z } from 'zod';
+import { writeImage } from '../io/image.js';
+import { configureRuntime } from '../runtime/session.js';
+import { FAMILY_NAMES, parseWhere, sampleFace } from '../world/attributes.js';
+import { caption } from '../world/captions.js';
+import { AttributeClassifier } from '../world/classifier.js';
+import { worldModelPath } from '../world/models.js';
+import { renderFaces, toSignedNCHW } from '../world/render.js';
+import { evaluateClassifier, trainClassifier } from '../world/train-classifier.js';
+import {
+  CliCommand,
+  checkOutputs,
+  inputFile,
+  int,
+  interruptible,
+  num,
+  parseFlags,
+  UserError,
+  writeOutputs,
+} from './common.js';
 
-/** Placeholder: being built (see the open issues); replaced by the real command. */
+const seedFlag = int('--seed').refine((n) => n >= 0 && n < 2 ** 32, { message: 'must be in [0, 2^32)' });
+
+const SampleFlags = z
+  .object({
+    count: int('--count')
+      .refine((n) => n >= 1 && n <= 10000, { message: 'must be in [1, 10000]' })
+      .default(16),
+    seed: seedFlag.default(0),
+    size: int('--size')
+      .refine((n) => n >= 16 && n <= 1024, { message: 'must be in [16, 1024]' })
+      .default(64),
+    grid: z.boolean().default(false),
+    cols: int('--cols')
+      .refine((n) => n >= 1, { message: 'must be at least 1' })
+      .optional(),
+    out: z
+      .string()
+      .regex(/\.(png|jpe?g|webp)$/i, 'must end in .png, .jpg or .webp')
+      .optional(),
+    labels: z.boolean().default(false),
+    captions: z.boolean().default(false),
+    where: z.string().optional(),
+  })
+  .refine((o) => o.out !== undefined || o.labels || o.captions, {
+    message: 'give --out (images), --labels or --captions (JSON lines on stdout), or several',
+  });
+
+function numbered(file: string, i: number, n: number): string {
+  if (n === 1) return file;
+  const ext = extname(file);
+  return `${file.slice(0, file.length - ext.length)}_${String(i).padStart(Math.max(3, String(n - 1).length), '0')}${ext}`;
+}
+
+async function sample(o: z.infer<typeof SampleFlags>): Promise<void> {
+  let where: ReturnType<typeof parseWhere> = {};
+  if (o.where)
+    try {
+      where = parseWhere(o.where);
+    } catch (e) {
+      throw new UserError(`--where: ${(e as Error).message}`);
+    }
+  checkOutputs({ '--out': o.out });
+  // Consecutive seeds from --seed, keeping those that match --where (at most 1000 tries per face).
+  const faces = [];
+  for (let s = o.seed; faces.length < o.count; s++) {
+    if (s >= 2 ** 32 || s - o.seed > 1000 * o.count)
+      throw new UserError(`--where ${o.where}: too few faces match among the seeds tried`);
+    const f = sampleFace(s);
+    if (Object.entries(where).every(([k, v]) => f.labels[k as keyof typeof where] === v)) faces.push(f);
+  }
+  if (o.labels || o.captions)
+    for (const f of faces) {
+      const rec: Record<string, unknown> = { seed: f.seed };
+      if (o.labels) for (const k of FAMILY_NAMES) rec[k] = f.labels[k];
+      if (o.captions) rec.caption = caption(f.labels, f.seed);
+      process.stdout.write(`${JSON.stringify(rec)}\n`);
+    }
+  if (!o.out) return;
+  const n = faces.length;
+  const s = o.size;
+  const images = toSignedNCHW(await renderFaces(faces, s), n, s);
+  const out = o.out;
+  const writes: [string, () => unknown][] = [];
+  if (o.grid || n === 1)
+    writes.push([
+      out,
+      () =>
+        writeImage(
+          out,
+          { dtype: 'float32', shape: [n, 3, s, s], data: images },
+          { cols: o.cols ?? Math.ceil(Math.sqrt(n)) },
+        ),
+    ]);
+  else
+    for (let i = 0; i < n; i++) {
+      const file = numbered(out, i, n);
+      const one = images.slice(i * 3 * s * s, (i + 1) * 3 * s * s);
+      writes.push([file, () => writeImage(file, { dtype: 'float32', shape: [1, 3, s, s], data: one })]);
+    }
+  await writeOutputs(writes);
+  process.stderr.write(
+    `drew ${n} face(s) at ${s}x${s} from seed ${faces[0].seed}: ${o.grid || n === 1 ? out : `${numbered(out, 0, n)} ...`}\n`,
+  );
+}
+
+const TrainFlags = z.object({
+  outDir: z
+    .string()
+    .min(1)
+    .default(join('.tmp', 'world', 'classifier')),
+  steps: int('--steps')
+    .refine((n) => n >= 1, { message: 'must be at least 1' })
+    .default(8000),
+  batch: int('--batch')
+    .refine((n) => n >= 1 && n <= 1024, { message: 'must be in [1, 1024]' })
+    .default(32),
+  lr: num('--lr')
+    .refine((x) => x > 0 && x < 1, { message: 'must be in (0, 1)' })
+    .default(1e-3),
+  seed: seedFlag.default(0),
+  threads: int('--threads')
+    .refine((n) => n >= 1, { message: 'must be at least 1' })
+    .default(1),
+  evalCount: int('--eval-count')
+    .refine((n) => n >= 1, { message: 'must be at least 1' })
+    .default(2000),
+  evalEvery: int('--eval-every')
+    .refine((n) => n >= 0, { message: 'must be 0 (never) or more' })
+    .default(1000),
+  saveEvery: int('--save-every')
+    .refine((n) => n >= 1, { message: 'must be at least 1' })
+    .default(100),
+  logEvery: int('--log-every')
+    .refine((n) => n >= 1, { message: 'must be at least 1' })
+    .default(50),
+  release: z.string().optional(),
+});
+
+async function trainCmd(o: z.infer<typeof TrainFlags>): Promise<void> {
+  checkOutputs({ '--release': o.release });
+  configureRuntime({ threads: o.threads });
+  const stop = interruptible('stopping after this step (a checkpoint is written); Ctrl-C again to quit now', [
+    'SIGINT',
+    'SIGTERM',
+  ]);
+  try {
+    const r = await trainClassifier(o, {
+      onLog: (rec) => process.stderr.write(`${JSON.stringify(rec)}\n`),
+      shouldStop: stop.requested,
+    });
+    if (r.interrupted) {
+      process.stderr.write(`stopped at step ${r.step}; run the same command again to resume\n`);
+      return;
+    }
+    const file = join(o.outDir, 'classifier.safetensors');
+    if (o.release) {
+      mkdirSync(dirname(o.release), { recursive: true });
+      copyFileSync(file, o.release);
+    }
+    process.stdout.write(
+      `${JSON.stringify({ step: r.step, seconds: Math.round(r.seconds), accuracy: r.accuracy })}\n`,
+    );
+    process.stderr.write(`classifier: ${o.release ?? file}\n`);
+  } finally {
+    stop.dispose();
+  }
+}
+
+const EvalFlags = z.object({
+  classifier: inputFile('classifier file').optional(),
+  count: int('--count')
+    .refine((n) => n >= 1, { message: 'must be at least 1' })
+    .default(2000),
+  threads: int('--threads')
+    .refine((n) => n >= 1, { message: 'must be at least 1' })
+    .optional(),
+});
+
+async function evalCmd(o: z.infer<typeof EvalFlags>): Promise<void> {
+  const file = o.classifier ?? worldModelPath('classifier');
+  if (!file)
+    throw new UserError(
+      'no classifier: give --classifier FILE, or train one (styleclip world train-classifier)',
+    );
+  const clf = AttributeClassifier.load(file, o.threads);
+  const acc = await evaluateClassifier(clf, o.count);
+  process.stdout.write(`${JSON.stringify({ classifier: file, heldOut: o.count, accuracy: acc })}\n`);
+}
+
 export function worldCommand(): Command {
-  return new Command('world').description('(being built)');
+  const world = new CliCommand('world').description(
+    'the built-in world of cartoon faces: draw the dataset, train and measure its attribute classifier',
+  );
+  world
+    .command('sample')
+    .description('draw faces of the world (deterministic from the seed)')
+    .option('--count <n>', 'number of faces', '16')
+    .option('--seed <n>', 'first seed; face i uses seed + i', '0')
+    .option('--size <px>', 'image side in pixels (the dataset is 64)', '64')
+    .option('--grid', 'write all faces as one grid image')
+    .option('--cols <n>', 'faces per grid row (default: a square grid)')
+    .option('--out <file>', 'image file (.png/.jpg/.webp); several faces without --grid get _000, _001, ...')
+    .option('--labels', "print each face's attributes as JSON lines")
+    .option('--captions', 'print a caption per face as JSON lines (with --labels: on the same line)')
+    .option('--where <filters>', 'only faces with these attributes, e.g. hairColor=purple,glasses=none')
+    .action(async (raw: Record<string, unknown>) => {
+      await sample(parseFlags(SampleFlags, raw));
+    });
+  world
+    .command('train-classifier')
+    .description('train the attribute classifier on freshly drawn faces (resumable: run again to continue)')
+    .option('--out-dir <dir>', 'checkpoint, log and result folder', join('.tmp', 'world', 'classifier'))
+    .option('--steps <n>', 'optimizer steps', '8000')
+    .option('--batch <n>', 'faces per step', '32')
+    .option('--lr <x>', 'Adam learning rate (divided by 10 for the last quarter)', '0.001')
+    .option('--seed <n>', 'weight initialization seed', '0')
+    .option('--threads <n>', 'ONNX Runtime threads', '1')
+    .option('--eval-count <n>', 'held-out faces measured at the end', '2000')
+    .option('--eval-every <n>', 'also measure every n steps (0: only at the end)', '1000')
+    .option('--save-every <n>', 'checkpoint every n steps', '100')
+    .option('--log-every <n>', 'log the mean loss every n steps', '50')
+    .option(
+      '--release <file>',
+      'copy the final float16 classifier here (e.g. models/world/classifier.safetensors)',
+    )
+    .action(async (raw: Record<string, unknown>) => {
+      await trainCmd(parseFlags(TrainFlags, raw));
+    });
+  world
+    .command('eval-classifier')
+    .description('per-family accuracy of a classifier on held-out faces')
+    .option('--classifier <file>', 'classifier .safetensors (default: the world one)')
+    .option('--count <n>', 'held-out faces', '2000')
+    .option('--threads <n>', 'ONNX Runtime threads')
+    .action(async (raw: Record<string, unknown>) => {
+      await evalCmd(parseFlags(EvalFlags, raw));
+    });
+  return world;
 }

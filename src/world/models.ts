@@ -1,0 +1,65 @@
+/**
+ * Where the world's models live, and the one rule for defaults: a command given no model flag uses the
+ * world model of that kind when models/world/ has it. Every command asks here, so the rule is in one place.
+ *
+ * The folder is found from this file (src/world or dist/world → ../../models/world), so it works from
+ * any working directory and from an installed package; STYLECLIP_WORLD overrides it (tests, other copies).
+ */
+import { existsSync, statSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export type WorldModel = 'generator' | 'clip' | 'fs3' | 'classifier' | 'mappers';
+
+/** File names inside the world folder. */
+export const WORLD_FILES: Record<Exclude<WorldModel, 'mappers'>, readonly string[]> = {
+  generator: ['generator.pt'],
+  clip: ['clip.pt'],
+  fs3: ['fs3.npy'],
+  classifier: ['classifier.safetensors', 'classifier.pt'],
+};
+
+/** The world folder: $STYLECLIP_WORLD, else models/world next to src/ (or dist/). */
+export function worldDir(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.STYLECLIP_WORLD) return resolve(env.STYLECLIP_WORLD);
+  return resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'models', 'world');
+}
+
+const isFile = (f: string) => existsSync(f) && statSync(f).isFile();
+
+/**
+ * The world model of `kind` when it is there, else null (the caller then asks for a flag). For 'mappers',
+ * `name` picks one mapper, by prompt slug ("purple hair" → mappers/purple_hair.pt).
+ */
+export function worldModelPath(
+  kind: WorldModel,
+  name?: string,
+  env: NodeJS.ProcessEnv = process.env,
+): string | null {
+  const dir = worldDir(env);
+  if (kind === 'mappers') {
+    if (!name) {
+      const d = join(dir, 'mappers');
+      return existsSync(d) && statSync(d).isDirectory() ? d : null;
+    }
+    const f = join(dir, 'mappers', `${mapperSlug(name)}.pt`);
+    return isFile(f) ? f : null;
+  }
+  for (const f of WORLD_FILES[kind]) if (isFile(join(dir, f))) return join(dir, f);
+  return null;
+}
+
+/** The file name stem of a mapper for a prompt: lower case, words joined by "_". */
+export function mapperSlug(prompt: string): string {
+  return (
+    prompt
+      .toLowerCase()
+      .replace(/[^a-z0-9]+/g, '_')
+      .replace(/^_+|_+$/g, '') || 'mapper'
+  );
+}
+
+/** The path a command would use: the user's flag when given, else the world model, else null. */
+export function resolveModel(flag: string | undefined, kind: WorldModel, name?: string): string | null {
+  return flag ?? worldModelPath(kind, name);
+}
