@@ -74,6 +74,20 @@ export interface ArcFaceOptions {
  * the shortcut convs (or the published unit table), the input size from the Linear layer's width.
  */
 export function inferArcFaceConfig(sd: StateDict, options: ArcFaceOptions = {}): ArcFaceConfig {
+  const body = inferIrSeBody(sd, options);
+  const n = body.units.length;
+  const lin = shapeOf(sd, 'output_layer.3.weight'); // [E, C·s·s]
+  const cLast = body.units[n - 1].depth;
+  const side = Math.round(Math.sqrt(lin[1] / cLast));
+  if (side * side * cLast !== lin[1])
+    throw new ArcFaceWeightsError(`output Linear takes ${lin[1]} features, not ${cLast}·s² for any s`);
+  return { ...body, inputSize: side * 2 ** body.stageUnits.length, embedDim: lin[0] };
+}
+
+/** The IR-SE body's layout (input layer and units) from its weights; shared by ArcFace and e4e's encoder. */
+export type IrSeBodyConfig = Omit<ArcFaceConfig, 'inputSize' | 'embedDim'>;
+
+export function inferIrSeBody(sd: StateDict, options: ArcFaceOptions = {}): IrSeBodyConfig {
   const stem = shapeOf(sd, 'input_layer.0.weight'); // [C0, 3, 3, 3]
   const ids = new Set<number>();
   for (const k of sd.keys()) {
@@ -93,12 +107,6 @@ export function inferArcFaceConfig(sd: StateDict, options: ArcFaceOptions = {}):
     if (hasShortcutConv[i] === (w[0] === w[1]))
       throw new ArcFaceWeightsError(`body.${i}: a shortcut conv exists exactly when the width changes`);
   }
-  const lin = shapeOf(sd, 'output_layer.3.weight'); // [E, C·s·s]
-  const cLast = depths[n - 1];
-  const side = Math.round(Math.sqrt(lin[1] / cLast));
-  if (side * side * cLast !== lin[1])
-    throw new ArcFaceWeightsError(`output Linear takes ${lin[1]} features, not ${cLast}·s² for any s`);
-
   let stageUnits = options.stageUnits;
   if (!stageUnits) {
     const starts = [0, ...hasShortcutConv.flatMap((c, i) => (c && i > 0 ? [i] : []))];
@@ -127,12 +135,10 @@ export function inferArcFaceConfig(sd: StateDict, options: ArcFaceOptions = {}):
   }
   const fc1 = shapeOf(sd, 'body.0.res_layer.5.fc1.weight'); // [d/r, d, 1, 1]
   return {
-    inputSize: side * 2 ** stageUnits.length,
     stemChannels: stem[0],
     stageWidths,
     stageUnits: [...stageUnits],
     units,
-    embedDim: lin[0],
     seReduction: depths[0] / fc1[0],
   };
 }
@@ -142,39 +148,45 @@ interface HostWeight {
   data: Float32Array;
 }
 
-/** IR-SE weights in float32 and the graph builder for the backbone. */
-export class ArcFaceModel {
+function hostWeights(sd: StateDict): Map<string, HostWeight> {
+  const weights = new Map<string, HostWeight>();
+  for (const [k, t] of sd) {
+    if (k.endsWith('num_batches_tracked')) continue;
+    weights.set(k, { shape: [...t.shape], data: toFloat32(t).data });
+  }
+  return weights;
+}
+
+/** IR-SE body weights in float32 and the graph builder for the input layer and the units. */
+export class IrSeBody {
   private readonly graphConsts = new WeakMap<Graph, Map<string, Value>>();
 
-  private constructor(
-    readonly config: ArcFaceConfig,
+  protected constructor(
+    readonly body: IrSeBodyConfig,
     private readonly weights: Map<string, HostWeight>,
+    /** Prefix of the graph constants' names. */
+    private readonly constPrefix = 'arcface',
   ) {}
 
-  static fromStateDict(sd: StateDict, options: ArcFaceOptions = {}): ArcFaceModel {
-    const config = inferArcFaceConfig(sd, options);
-    const weights = new Map<string, HostWeight>();
-    for (const [k, t] of sd) {
-      if (k.endsWith('num_batches_tracked')) continue;
-      weights.set(k, { shape: [...t.shape], data: toFloat32(t).data });
-    }
-    return new ArcFaceModel(config, weights);
+  /** The body alone (e4e's encoder has no output layer); `sd` holds input_layer.* and body.*. */
+  static bodyFromStateDict(sd: StateDict, options: ArcFaceOptions & { constPrefix?: string } = {}): IrSeBody {
+    return new IrSeBody(inferIrSeBody(sd, options), hostWeights(sd), options.constPrefix);
   }
 
-  private weight(g: Graph, key: string): Value {
+  protected weight(g: Graph, key: string): Value {
     let consts = this.graphConsts.get(g);
     if (!consts) this.graphConsts.set(g, (consts = new Map()));
     let v = consts.get(key);
     if (!v) {
       const w = this.weights.get(key);
       if (!w) throw new ArcFaceWeightsError(`missing "${key}"`);
-      v = g.const(w.data, w.shape, `arcface.${key}`);
+      v = g.const(w.data, w.shape, `${this.constPrefix}.${key}`);
       consts.set(key, v);
     }
     return v;
   }
 
-  private bn(x: Value, key: string, eps = 1e-5): Value {
+  protected bn(x: Value, key: string, eps = 1e-5): Value {
     const w = (s: string) => this.weight(x.graph, `${key}.${s}`);
     return batchNorm(x, w('weight'), w('bias'), w('running_mean'), w('running_var'), eps);
   }
@@ -212,19 +224,41 @@ export class ArcFaceModel {
     return add(r, shortcut);
   }
 
-  /** Backbone.forward: [B, 3, S, S] faces (S = inputSize) → L2-normalized [B, embed]. */
-  forward(x: Value): Value {
-    const c = this.config;
-    const s = c.inputSize;
-    if (x.rank !== 4 || x.shape[1] !== 3 || x.shape[2] !== s || x.shape[3] !== s)
-      throw new ShapeError(`IR-SE backbone needs [B, 3, ${s}, ${s}], got [${x.shape}]`);
+  /** input_layer, then every unit: the output of each unit ([B, depth, H/2^stage, W/2^stage]). */
+  units(x: Value): Value[] {
+    if (x.rank !== 4 || x.shape[1] !== 3)
+      throw new ShapeError(`IR-SE body needs [B, 3, H, W], got [${x.shape}]`);
     const g = x.graph;
     let y = conv2d(x, this.weight(g, 'input_layer.0.weight'), { pads: 1 });
     y = prelu(this.bn(y, 'input_layer.1'), this.weight(g, 'input_layer.2.weight'));
-    c.units.forEach((u, i) => {
+    return this.body.units.map((u, i) => {
       y = this.unit(y, i, u);
+      return y;
     });
-    y = this.bn(y, 'output_layer.0');
+  }
+}
+
+/** ArcFace: the IR-SE body, then the output layer and L2 normalization. */
+export class ArcFaceModel extends IrSeBody {
+  private constructor(
+    readonly config: ArcFaceConfig,
+    weights: Map<string, HostWeight>,
+  ) {
+    super(config, weights);
+  }
+
+  static fromStateDict(sd: StateDict, options: ArcFaceOptions = {}): ArcFaceModel {
+    return new ArcFaceModel(inferArcFaceConfig(sd, options), hostWeights(sd));
+  }
+
+  /** Backbone.forward: [B, 3, S, S] faces (S = inputSize) → L2-normalized [B, embed]. */
+  forward(x: Value): Value {
+    const s = this.config.inputSize;
+    if (x.rank !== 4 || x.shape[1] !== 3 || x.shape[2] !== s || x.shape[3] !== s)
+      throw new ShapeError(`IR-SE backbone needs [B, 3, ${s}, ${s}], got [${x.shape}]`);
+    const g = x.graph;
+    const feats = this.units(x);
+    let y = this.bn(feats[feats.length - 1], 'output_layer.0');
     y = reshape(y, [y.shape[0], -1]); // [B, C·7·7], C-major like torch's view
     y = linear(y, this.weight(g, 'output_layer.3.weight'), this.weight(g, 'output_layer.3.bias'));
     y = this.bn(y, 'output_layer.4');
