@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { readNpyF32 } from '../../src/io/npy.js';
+import { StyleGAN2 } from '../../src/models/stylegan2/index.js';
 import { loadModels, Studio } from '../../src/server/index.js';
+import { RandomState } from '../../src/util/random.js';
+import { assertClose } from '../helpers.js';
 import { FIXTURE_FILES, fx } from './helpers.js';
 
 test('--latents fills the gallery with the file’s images, in order', async () => {
@@ -41,7 +44,14 @@ test('seed images follow the official sampling (ψ 0.7 on the first 8 rows)', as
   const b = await studio.wplus('seed:5');
   assert.deepEqual(a, b);
   assert.equal(a.length, 10 * 512);
-  // rows 8.. keep w; rows 0..7 are truncated, so they differ from row 9
-  assert.deepEqual(a.slice(8 * 512, 9 * 512), a.slice(9 * 512));
+  // The official sampling written out: z = numpy RandomState(5).randn(1, 512), w = mapping(z), rows 0..7
+  // pulled to latent_avg with ψ 0.7, rows 8.. w itself.
+  const G = StyleGAN2.load(FIXTURE_FILES.generator);
+  const w = await G.mapping(Float32Array.from(new RandomState(5).randn(1, 512)));
+  const avg = G.weights.latentAvg!;
+  const want = new Float32Array(10 * 512);
+  for (let r = 0; r < 10; r++)
+    for (let d = 0; d < 512; d++) want[r * 512 + d] = r < 8 ? avg[d] + 0.7 * (w[d] - avg[d]) : w[d];
+  assertClose(a, want, { rtol: 1e-6, atol: 1e-6, what: 'seed:5 W+' });
   assert.notDeepEqual(a.slice(0, 512), a.slice(9 * 512));
 });
