@@ -136,7 +136,8 @@ export function parseFlags<S extends z.ZodType>(schema: S, opts: unknown): z.inf
     const flag = i.path.length
       ? `--${String(i.path[0]).replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`
       : 'flags';
-    return `${flag}: ${i.message}`;
+    // Messages that already start with their flag ("--steps must be a number") are not prefixed twice.
+    return i.message.startsWith(flag) ? i.message : `${flag}: ${i.message}`;
   });
   throw new UserError(lines.join('\n'));
 }

@@ -32,7 +32,7 @@ import { reshape } from '../ops/shape.js';
 import { compile, type Executable, type HostTensor } from '../runtime/session.js';
 import { RandomState } from '../util/random.js';
 import { clipLoss, idFeatures } from './losses.js';
-import { Adam, type Param } from './optim.js';
+import { Adam, type OptimizerStateJSON, type Param } from './optim.js';
 import { getLr } from './schedule.js';
 
 export type OptimizeMode = 'edit' | 'free';
@@ -314,7 +314,7 @@ export class OptimizationRun {
   initialImage: Float32Array | null = null;
   private readonly params: Param[];
   private readonly fixed: Record<string, HostTensor> = {};
-  private readonly adam: Adam;
+  private adam: Adam;
   private idTarget: Float32Array | null = null;
 
   constructor(
@@ -444,6 +444,39 @@ export class OptimizationRun {
   get initialLatent(): Float32Array {
     return this.initWPlus;
   }
+
+  /** What resuming needs besides the start latent: the step, Adam's moments and the trainable tensors. */
+  snapshot(): OptimizationSnapshot {
+    return {
+      step: this.stepsDone,
+      adam: this.adam.toJSON(),
+      params: Object.fromEntries(this.params.map((p) => [p.name, Array.from(p.data)])),
+    };
+  }
+
+  /**
+   * Continues from a snapshot of a run with the same start latent and config. Call it after `evaluate()` at
+   * the start (which sets the initial image and, with the ID term, its target features).
+   */
+  restore(s: OptimizationSnapshot): void {
+    if (!(Number.isInteger(s.step) && s.step >= 0 && s.step <= this.config.steps))
+      throw new RangeError(`the saved step ${s.step} is not in 0..${this.config.steps}`);
+    for (const p of this.params) {
+      const v = s.params[p.name];
+      if (!v || v.length !== p.data.length)
+        throw new RangeError(`the saved state has no ${p.name} of ${p.data.length} values`);
+    }
+    for (const p of this.params) p.data.set(s.params[p.name]);
+    this.adam = Adam.fromState(s.adam);
+    this.stepsDone = s.step;
+  }
+}
+
+/** A run's resumable state (JSON-safe; float32 values survive JSON's shortest round trip exactly). */
+export interface OptimizationSnapshot {
+  step: number;
+  adam: OptimizerStateJSON;
+  params: Record<string, number[]>;
 }
 
 export interface OptimizeHooks {

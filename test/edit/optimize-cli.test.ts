@@ -117,7 +117,7 @@ describe('styleclip optimize', () => {
     const cases: [string[], RegExp, number?][] = [
       [
         ['--generator', 'nope.pt', '--clip', `${FX}/clip/clip.pt`, ...PROMPT, '--out', out],
-        /--generator: generator checkpoint not found/,
+        /--generator: no such generator checkpoint: nope\.pt/,
       ],
       [
         [...MODELS, ...PROMPT, '--latent', bad, '--out', out],
@@ -136,7 +136,7 @@ describe('styleclip optimize', () => {
       [[...MODELS, ...PROMPT, '--mode', 'edits', '--out', out], /--mode: /],
       [
         [...MODELS, ...PROMPT, '--steps', 'ten', '--out', out],
-        /--steps: --steps must be a number, got "ten"/,
+        /--steps must be a number, got "ten"/,
       ],
       [
         [
