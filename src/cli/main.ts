@@ -1,6 +1,6 @@
 /** The `styleclip` command: each subcommand lives in its own file and registers here. */
 import { Command, CommanderError } from 'commander';
-import { reportError } from './common.js';
+import { addDeviceOption, reportError } from './common.js';
 import { downloadCommand } from './download.js';
 import { embedCommand } from './embed.js';
 import { generateCommand } from './generate.js';
@@ -33,6 +33,7 @@ export function buildProgram(): Command {
   program.addCommand(worldCommand());
   program.addCommand(downloadCommand());
   program.addCommand(workerCommand());
+  addDeviceOption(program);
   return program;
 }
 

@@ -2,14 +2,17 @@
  * Whether this ONNX Runtime build has its blocked-layout (NCHWc) CPU kernels, and their block size: 16
  * with AVX-512, 8 with AVX2, none elsewhere (ARM, WebAssembly). The size decides the filter layout, so it
  * is found by running a 1x1 blocked conv with each candidate layout and keeping the one that is right.
+ * Only the CPU provider has these kernels: on CUDA or WebGPU ONNX Runtime would run them on the CPU behind
+ * the GPU and copy every activation across, so there the answer is 0 and the standard ops are used.
  */
 import { Graph } from '../graph/graph.js';
 import { blockFilter, nchwcConv, nchwcReorderInput, nchwcReorderOutput } from '../ops/nchwc.js';
-import { compile } from './session.js';
+import { activeProvider, compile } from './session.js';
 
 let probe: Promise<number> | undefined;
 
-export function nchwcBlockSize(): Promise<number> {
+export async function nchwcBlockSize(): Promise<number> {
+  if ((await activeProvider()) !== 'cpu') return 0;
   probe ??= detect();
   return probe;
 }
@@ -26,7 +29,7 @@ async function detect(): Promise<number> {
       const xin = g.input('x', [1, c, 1, 1]);
       const filter = blockFilter(g.const(w, [c, c, 1, 1], 'w'), block);
       const y = nchwcReorderOutput(nchwcConv(nchwcReorderInput(xin, block), filter, { pads: 0 }), c);
-      const exe = await compile({ y }, { inputs: [xin] });
+      const exe = await compile({ y }, { inputs: [xin], provider: 'cpu' });
       const got = (await exe.run({ x: { shape: [1, c, 1, 1], data: x } })).y.data as Float32Array;
       await exe.release();
       if (want.every((v, i) => got[i] === v)) return block;

@@ -5,8 +5,12 @@
 import { createHash } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import ort from 'onnxruntime-node';
-import type { DType, Value } from '../graph/graph.js';
+import { type DType, Graph, type Value } from '../graph/graph.js';
 import { serialize } from '../onnx/writer.js';
+import { add } from '../ops/elementwise.js';
+import { type DeviceRequest, type ExecutionProvider, parseDevice, selectProvider } from './device.js';
+
+export type { ExecutionProvider } from './device.js';
 
 export type HostData = Float32Array | Float64Array | BigInt64Array | Int32Array | Uint8Array;
 export interface HostTensor {
@@ -14,10 +18,10 @@ export interface HostTensor {
   data: HostData;
 }
 
-export type ExecutionProvider = 'cpu' | 'webgpu' | 'cuda';
 export interface RuntimeOptions {
   /** Intra-op threads; all cores by default. */
   threads?: number;
+  /** Fixed provider for these sessions; by default the one `setDevice` (or STYLECLIP_DEVICE) selects. */
   provider?: ExecutionProvider;
   /**
    * ONNX Runtime's graph optimizations. 'all' adds the NCHWc conv layouts (faster convs, but reorder
@@ -30,16 +34,66 @@ export interface RuntimeOptions {
    * which keeps one block per planned tensor, stays off: with it that backward peaks at 8.2 GB, not 3.7.
    */
   arena?: boolean;
+  /** Write ONNX Runtime's JSON profile of every run to files starting with this prefix (see endProfiling). */
+  profile?: string;
+  /** Write the graph as ONNX Runtime optimized it to this .onnx file (to compare fusions and layouts). */
+  optimizedModelPath?: string;
 }
 
-let defaults: Required<RuntimeOptions> = {
-  threads: availableParallelism(),
-  provider: 'cpu',
-  optimization: 'all',
-  arena: true,
-};
-export function configureRuntime(options: RuntimeOptions): void {
+let defaults: Omit<Required<RuntimeOptions>, 'provider' | 'profile' | 'optimizedModelPath'> & RuntimeOptions =
+  {
+    threads: availableParallelism(),
+    optimization: 'all',
+    arena: true,
+  };
+export function configureRuntime(options: Partial<RuntimeOptions>): void {
   defaults = { ...defaults, ...options };
+}
+
+let request: DeviceRequest | null = null;
+let selected: Promise<ExecutionProvider> | null = null;
+let noteSink: (line: string) => void = (line) => {
+  process.stderr.write(`styleclip: ${line}\n`);
+};
+
+/**
+ * Chooses the execution provider for the sessions made from now on: 'cpu', 'cuda', 'webgpu', a fallback
+ * list ('cuda,cpu') or 'auto'. Nothing starts until the first session; without a call, STYLECLIP_DEVICE
+ * (or 'cpu') decides. `log` receives the one line said when auto chooses or a fallback is taken.
+ */
+export function setDevice(
+  device: string | DeviceRequest,
+  options: { log?: (line: string) => void } = {},
+): void {
+  request = typeof device === 'string' ? parseDevice(device) : device;
+  selected = null;
+  if (options.log) noteSink = options.log;
+}
+
+/** The provider that sessions use (probing the requested ones the first time); rejects with a DeviceError. */
+export function activeProvider(): Promise<ExecutionProvider> {
+  if (defaults.provider) return Promise.resolve(defaults.provider);
+  selected ??= (async () => {
+    const env = process.env.STYLECLIP_DEVICE;
+    const req = request ?? parseDevice(env?.trim() ? env : 'cpu', 'STYLECLIP_DEVICE');
+    const choice = await selectProvider(req, probeProvider);
+    if (choice.note) noteSink(choice.note);
+    return choice.provider;
+  })();
+  return selected;
+}
+
+/** Starts `provider` for real: a one-node graph, created and run on it alone. */
+async function probeProvider(provider: ExecutionProvider): Promise<void> {
+  const g = new Graph();
+  const x = g.input('x', [4]);
+  const bytes = serialize({ y: add(x, x) }, { inputs: [x] });
+  const s = await ort.InferenceSession.create(bytes, { executionProviders: [provider] });
+  try {
+    await s.run({ x: new ort.Tensor('float32', Float32Array.of(1, 2, 3, 4), [4]) });
+  } finally {
+    await s.release();
+  }
 }
 
 export class RuntimeError extends Error {
@@ -111,6 +165,11 @@ export class Executable {
     return out;
   }
 
+  /** Ends ONNX Runtime's profiling (RuntimeOptions.profile): the JSON file `<profile>_<date>.json` is written. */
+  endProfiling(): void {
+    this.session.endProfiling();
+  }
+
   async release(): Promise<void> {
     cache.delete(this.hash);
     await this.session.release();
@@ -119,8 +178,13 @@ export class Executable {
 
 const cache = new Map<string, Promise<Executable>>();
 
-function sessionOptions(o: Required<RuntimeOptions>): ort.InferenceSession.SessionOptions {
+type SessionSettings = Required<Omit<RuntimeOptions, 'profile' | 'optimizedModelPath'>> &
+  Pick<RuntimeOptions, 'profile' | 'optimizedModelPath'>;
+
+function sessionOptions(o: SessionSettings): ort.InferenceSession.SessionOptions {
   return {
+    // ONNX Runtime places what the provider cannot run (and the com.microsoft.nchwc ops, which only the
+    // CPU has) on the CPU provider behind it.
     executionProviders: [o.provider],
     intraOpNumThreads: o.threads,
     interOpNumThreads: 1,
@@ -128,6 +192,8 @@ function sessionOptions(o: Required<RuntimeOptions>): ort.InferenceSession.Sessi
     graphOptimizationLevel: o.optimization,
     enableCpuMemArena: o.arena,
     enableMemPattern: false,
+    ...(o.profile ? { enableProfiling: true, profileFilePrefix: o.profile } : {}),
+    ...(o.optimizedModelPath ? { optimizedModelFilePath: o.optimizedModelPath } : {}),
     // Spinning worker threads of one idle session steal the cores from the next: with several
     // sessions per process (generator, CLIP, ArcFace) that costs up to 10x on 2 cores.
     extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
@@ -135,17 +201,20 @@ function sessionOptions(o: Required<RuntimeOptions>): ort.InferenceSession.Sessi
 }
 
 /** Creates (or reuses, by content hash) a session for serialized ONNX bytes. */
-export function loadModel(
+export async function loadModel(
   bytes: Uint8Array,
   inputs: readonly Signature[],
   outputs: readonly Signature[],
   options: RuntimeOptions = {},
 ): Promise<Executable> {
-  const opts: Required<RuntimeOptions> = {
+  const provider = options.provider ?? (await activeProvider());
+  const opts: SessionSettings = {
     threads: options.threads ?? defaults.threads,
-    provider: options.provider ?? defaults.provider,
+    provider,
     optimization: options.optimization ?? defaults.optimization,
     arena: options.arena ?? defaults.arena,
+    profile: options.profile ?? defaults.profile,
+    optimizedModelPath: options.optimizedModelPath ?? defaults.optimizedModelPath,
   };
   const hash = createHash('sha256').update(bytes).update(JSON.stringify(opts)).digest('hex');
   let entry = cache.get(hash);
