@@ -3,7 +3,9 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import sharp from 'sharp';
 import { generateCommand } from '../../../src/cli/generate.js';
+import { toUint8 } from '../../../src/io/image.js';
 import { readNpyF32 } from '../../../src/io/npy.js';
 import { assertClose } from '../../helpers.js';
 
@@ -32,8 +34,9 @@ describe('styleclip generate', () => {
     assert.deepEqual(readNpyF32(lat).shape, [2, 10, 512]);
   });
 
-  it('seeds with truncation, a grid PNG and numbered PNGs', async () => {
+  it('seeds with truncation, a grid PNG and numbered PNGs holding the rendered images', async () => {
     const grid = join(tmp, 'grid.png');
+    const gridNpy = join(tmp, 'grid.npy');
     await run(
       '--generator',
       gen,
@@ -46,11 +49,61 @@ describe('styleclip generate', () => {
       '--grid',
       '--out',
       grid,
+      '--out-npy',
+      gridNpy,
     );
-    assert.ok(existsSync(grid));
+    const images = readNpyF32(gridNpy);
+    assert.deepEqual(images.shape, [3, 3, 64, 64]);
+    // torchvision's make_grid: ceil(√3) = 2 columns, 2 px of padding around and between the tiles
+    const g = await sharp(grid).raw().toBuffer({ resolveWithObject: true });
+    assert.deepEqual([g.info.width, g.info.height], [2 + 2 * 66, 2 + 2 * 66]);
+    for (let i = 0; i < 3; i++) {
+      const want = toUint8({ dtype: 'float32', ...images }, i).data;
+      const [x0, y0] = [2 + (i % 2) * 66, 2 + Math.floor(i / 2) * 66];
+      const tile = new Uint8Array(64 * 64 * 3);
+      for (let y = 0; y < 64; y++)
+        for (let x = 0; x < 64; x++)
+          for (let c = 0; c < 3; c++)
+            tile[(y * 64 + x) * 3 + c] = g.data[((y0 + y) * g.info.width + x0 + x) * g.info.channels + c];
+      assert.deepEqual(tile, want, `grid tile ${i}`);
+    }
+    const px = 3 * 64 * 64;
+    assert.notDeepEqual(
+      images.data.subarray(0, px),
+      images.data.subarray(px, 2 * px),
+      'seeds 4 and 5 differ',
+    );
     const each = join(tmp, 'each.png');
-    await run('--generator', gen, '--seed', '4', '--count', '2', '--noise', 'random', '--out', each);
-    assert.ok(existsSync(join(tmp, 'each_000.png')) && existsSync(join(tmp, 'each_001.png')));
+    const eachNpy = join(tmp, 'each.npy');
+    await run(
+      '--generator',
+      gen,
+      '--seed',
+      '4',
+      '--count',
+      '2',
+      '--noise',
+      'random',
+      '--out',
+      each,
+      '--out-npy',
+      eachNpy,
+    );
+    const random = readNpyF32(eachNpy);
+    for (let i = 0; i < 2; i++) {
+      const png = await sharp(join(tmp, `each_00${i}.png`))
+        .raw()
+        .toBuffer();
+      assert.deepEqual(
+        new Uint8Array(png),
+        toUint8({ dtype: 'float32', ...random }, i).data,
+        `each_00${i}.png`,
+      );
+    }
+    // seed 4 without truncation, const vs random noise: the noise really changes the picture
+    const constNpy = join(tmp, 'const.npy');
+    await run('--generator', gen, '--seed', '4', '--out-npy', constNpy);
+    assert.notDeepEqual(readNpyF32(constNpy).data, random.data.subarray(0, px));
   });
 
   it('rejects bad flags with a plain message', async () => {
