@@ -53,13 +53,19 @@ function stand(works: ExecutionProvider[], error = 'Failed to get a WebGPU adapt
 
 test('cpu is used as asked, without probing anything', async () => {
   const s = stand([]);
-  assert.deepEqual(await selectProvider(parseDevice('cpu'), s.probe, s.check), { provider: 'cpu', note: null });
+  assert.deepEqual(await selectProvider(parseDevice('cpu'), s.probe, s.check), {
+    provider: 'cpu',
+    note: null,
+  });
   assert.deepEqual(s.asked, []);
 });
 
 test('a provider that starts is used silently; auto says which it picked', async () => {
   const s = stand(['cuda']);
-  assert.deepEqual(await selectProvider(parseDevice('cuda'), s.probe, s.check), { provider: 'cuda', note: null });
+  assert.deepEqual(await selectProvider(parseDevice('cuda'), s.probe, s.check), {
+    provider: 'cuda',
+    note: null,
+  });
   const a = await selectProvider(parseDevice('auto'), s.probe, s.check);
   assert.equal(a.provider, 'cuda');
   assert.equal(a.note, 'device: cuda (auto)');
@@ -97,12 +103,21 @@ test('a single provider that cannot start is one clear error with the fix and th
   assert.equal(f.provider, 'cpu');
   assert.match(f.note ?? '', /^device: cpu, the fallback --device cuda,cpu asked for \(cuda: cuDNN 9/);
   // a list with no CPU in it can fail as a whole
-  await assert.rejects(selectProvider(parseDevice('cuda,webgpu'), s.probe, s.check), /no device of the list starts/);
+  await assert.rejects(
+    selectProvider(parseDevice('cuda,webgpu'), s.probe, s.check),
+    /no device of the list starts/,
+  );
 });
 
 test("ONNX Runtime's failures are put in words a user can act on", () => {
-  assert.match(explainFailure('cuda', 'libcublasLt.so.12: cannot open shared object file'), /CUDA 12 runtime/);
-  assert.match(explainFailure('cuda', 'CUDA failure 35: CUDA driver version is insufficient'), /driver is too old/);
+  assert.match(
+    explainFailure('cuda', 'libcublasLt.so.12: cannot open shared object file'),
+    /CUDA 12 runtime/,
+  );
+  assert.match(
+    explainFailure('cuda', 'CUDA failure 35: CUDA driver version is insufficient'),
+    /driver is too old/,
+  );
   assert.equal(
     explainFailure('webgpu', '/onnxruntime_src/x.cc:1 f() something else\nsecond line'),
     'f() something else',
@@ -147,7 +162,10 @@ test('every command takes --device; a bad name exits 2, a provider that cannot s
   const fail = runMain([...args, '--device', 'cuda'], { ONNXRUNTIME_NODE_INSTALL: '' });
   if (preflight('cuda') !== null) {
     assert.equal(fail.code, 1);
-    assert.match(fail.stderr, /--device cuda: CUDA cannot start: onnxruntime-node's CUDA files are not installed/);
+    assert.match(
+      fail.stderr,
+      /--device cuda: CUDA cannot start: onnxruntime-node's CUDA files are not installed/,
+    );
     assert.equal(fail.stderr.trim().split('\n').length, 1, fail.stderr);
     const fb = runMain([...args, '--device', 'cuda,cpu']);
     assert.equal(fb.code, 0, fb.stderr);
