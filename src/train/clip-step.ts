@@ -6,8 +6,9 @@
  * causal mask hides every position after a caption's end token from it).
  */
 import { grad } from '../autodiff/grad.js';
-import { Graph, ShapeError } from '../graph/graph.js';
+import { Graph, ShapeError, topoSort, type Value } from '../graph/graph.js';
 import { type ClipModel, eotIndices, trimmedLength, trimTokens } from '../models/clip/model.js';
+import { CONTEXT_LENGTH, tokenize } from '../models/clip/tokenizer.js';
 import { compile, type Executable, type HostTensor } from '../runtime/session.js';
 import { contrastiveLoss } from './clip-loss.js';
 
@@ -118,3 +119,129 @@ export class ClipStep {
     this.sessions.clear();
   }
 }
+
+/** The graph inputs that `outputs` read (a weight-input graph declares every weight; a tower reads half). */
+function usedInputs(outputs: readonly Value[]): Value[] {
+  const seen = new Set<Value>();
+  for (const n of topoSort(outputs)) for (const x of n.inputs) if (x.kind === 'input') seen.add(x);
+  for (const y of outputs) if (y.kind === 'input') seen.add(y);
+  return [...seen];
+}
+
+/** Rows scaled to unit length (CLIP's features / features.norm()). */
+function normalized(x: Float32Array, dim: number): Float32Array {
+  const out = new Float32Array(x.length);
+  for (let r = 0; r < x.length / dim; r++) {
+    let s = 0;
+    for (let j = 0; j < dim; j++) s += x[r * dim + j] ** 2;
+    const inv = 1 / Math.sqrt(s);
+    for (let j = 0; j < dim; j++) out[r * dim + j] = x[r * dim + j] * inv;
+  }
+  return out;
+}
+
+/**
+ * Normalized features of images and texts with weights that change between calls (a model in training):
+ * the weights are inputs here too, so evaluating during training compiles once.
+ */
+export class ClipFeatures {
+  private image?: Promise<{ exe: Executable; keys: string[] }>;
+  private readonly texts = new Map<number, Promise<{ exe: Executable; keys: string[] }>>();
+
+  constructor(
+    readonly model: ClipModel,
+    /** Rows per run; the last chunk is padded. */
+    readonly chunk = 64,
+  ) {}
+
+  private build(make: (g: Graph) => Value): Promise<{ exe: Executable; keys: string[] }> {
+    const g = new Graph();
+    this.model.weightsAsInputs(g);
+    const features = make(g);
+    const inputs = usedInputs([features]);
+    return compile({ features }, { inputs }).then((exe) => ({
+      exe,
+      keys: inputs.map((x) => x.name!).filter((k) => !RESERVED.has(k)),
+    }));
+  }
+
+  private feeds(
+    keys: string[],
+    params: ReadonlyMap<string, Float32Array>,
+    shapes: ReadonlyMap<string, number[]>,
+  ) {
+    const feeds: Record<string, HostTensor> = {};
+    for (const k of keys) feeds[k] = { shape: shapes.get(k)!, data: params.get(k)! };
+    return feeds;
+  }
+
+  /** [n, 3, R, R] CLIP-normalized pixels → [n, E] unit rows. */
+  async encodeImages(
+    params: ReadonlyMap<string, Float32Array>,
+    shapes: ReadonlyMap<string, number[]>,
+    pixels: Float32Array,
+    n: number,
+  ): Promise<Float32Array> {
+    const r = this.model.config.imageResolution;
+    const e = this.model.config.embedDim;
+    const c = this.chunk;
+    this.image ??= this.build((g) => this.model.encodeImage(g.input('image', [c, 3, r, r])));
+    const { exe, keys } = await this.image;
+    const out = new Float32Array(n * e);
+    const px = 3 * r * r;
+    for (let s = 0; s < n; s += c) {
+      const m = Math.min(c, n - s);
+      const batch = new Float32Array(c * px);
+      batch.set(pixels.subarray(s * px, (s + m) * px));
+      const res = await exe.run({
+        ...this.feeds(keys, params, shapes),
+        image: { shape: [c, 3, r, r], data: batch },
+      });
+      out.set((res.features.data as Float32Array).subarray(0, m * e), s * e);
+    }
+    return normalized(out, e);
+  }
+
+  /** Texts → [n, E] unit rows (the real BPE tokenizer; over-long texts are cut to the context). */
+  async encodeTexts(
+    params: ReadonlyMap<string, Float32Array>,
+    shapes: ReadonlyMap<string, number[]>,
+    texts: readonly string[],
+  ): Promise<Float32Array> {
+    const e = this.model.config.embedDim;
+    const c = this.chunk;
+    const out = new Float32Array(texts.length * e);
+    for (let s = 0; s < texts.length; s += c) {
+      const m = Math.min(c, texts.length - s);
+      const rows = [...texts.slice(s, s + m), ...Array<string>(c - m).fill('')];
+      const tokens = tokenize(rows, { truncate: true });
+      const len = Math.min(
+        this.model.config.contextLength,
+        Math.ceil(trimmedLength(tokens, CONTEXT_LENGTH) / CONTEXT_BUCKET) * CONTEXT_BUCKET,
+      );
+      let entry = this.texts.get(len);
+      if (!entry) {
+        entry = this.build((g) =>
+          this.model.encodeText(g.input('tokens', [c, len], 'int64'), g.input('eot', [c], 'int64')),
+        );
+        this.texts.set(len, entry);
+      }
+      const { exe, keys } = await entry;
+      const res = await exe.run({
+        ...this.feeds(keys, params, shapes),
+        tokens: { shape: [c, len], data: trimTokens(tokens, CONTEXT_LENGTH, len) },
+        eot: { shape: [c], data: eotIndices(tokens, CONTEXT_LENGTH, len) },
+      });
+      out.set((res.features.data as Float32Array).subarray(0, m * e), s * e);
+    }
+    return normalized(out, e);
+  }
+
+  async release(): Promise<void> {
+    for (const p of [this.image, ...this.texts.values()]) if (p) await (await p).exe.release();
+    this.image = undefined;
+    this.texts.clear();
+  }
+}
+
+const RESERVED = new Set(['image', 'tokens', 'eot']);
