@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { parseNpy } from '../../../src/io/npy.js';
-import { fixture, ROOT } from '../../helpers.js';
+import { assertClose, fixture, ROOT } from '../../helpers.js';
 
 // Runs the subcommand on its own (src/cli/main.ts registers it for the real binary).
 const RUNNER = `import { Command } from 'commander'; import { embedCommand } from './src/cli/embed.ts';
@@ -29,9 +29,9 @@ test('styleclip embed saves normalized embeddings and prints cosine similarities
       '--clip',
       `${fx}/clip.pt`,
       '--text',
-      'a face',
+      'a person with purple hair',
       '--text',
-      'a cat',
+      'mohawk hairstyle',
       '--image',
       `${fx}/preprocess_in.png`,
       '--out',
@@ -46,6 +46,17 @@ test('styleclip embed saves normalized embeddings and prints cosine similarities
       const n = Math.hypot(...d.subarray(i * 64, i * 64 + 64));
       assert.ok(Math.abs(n - 1) < 1e-5, `row ${i} norm ${n}`);
     }
+    // The text rows are OpenAI CLIP's encode_text of those strings (texts.json rows 0 and 4), normalized.
+    const ref = parseNpy(new Uint8Array(readFileSync(`${fx}/text_features.npy`))).data as Float32Array;
+    [0, 4].forEach((row, i) => {
+      const e = ref.subarray(row * 64, row * 64 + 64);
+      const n = Math.hypot(...e);
+      assertClose(
+        d.subarray(i * 64, i * 64 + 64),
+        e.map((v) => v / n),
+        { what: `text ${row}` },
+      );
+    });
     const sims = r.stdout.trim().split('\n').at(-1)!.split('\t').slice(1).map(Number);
     const dot = (i: number, j: number) =>
       d.subarray(i * 64, i * 64 + 64).reduce((s, v, k) => s + v * d[j * 64 + k], 0);
