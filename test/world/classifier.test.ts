@@ -139,11 +139,15 @@ describe('world attribute classifier', () => {
   it('names missing and unexpected keys', () => {
     const file = join(dir, 'bad.safetensors');
     const t = (n: number) => ({ dtype: 'float32' as const, shape: [n], data: new Float32Array(n) });
-    saveSafetensors(file, { 'convs.0.weight': { ...t(4 * 3 * 9), shape: [4, 3, 3, 3] }, extra: t(1) }, {
-      format: 'styleclip-ts/world-classifier/1',
-      size: '32',
-      families: JSON.stringify(TINY.families),
-    });
+    saveSafetensors(
+      file,
+      { 'convs.0.weight': { ...t(4 * 3 * 9), shape: [4, 3, 3, 3] }, extra: t(1) },
+      {
+        format: 'styleclip-ts/world-classifier/1',
+        size: '32',
+        families: JSON.stringify(TINY.families),
+      },
+    );
     assert.throws(() => loadClassifier(file), /missing convs\.0\.weight or fc\.weight/);
     saveSafetensors(file, { x: t(1) }, { format: 'other' });
     assert.throws(() => loadClassifier(file), /not a world classifier/);
