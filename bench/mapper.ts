@@ -134,8 +134,11 @@ export default async function main(): Promise<void> {
     return;
   }
   const self = fileURLToPath(new URL('./main.ts', import.meta.url));
+  // Every case runs (each in its own process); any that failed fails the benchmark afterwards.
+  const failed: string[] = [];
   for (const name of Object.keys(cases)) {
     const r = spawnSync(process.execPath, ['--import', 'tsx', self, 'mapper', name], { stdio: 'inherit' });
-    if (r.status !== 0) report(B, `${name}_failed`, r.status ?? -1, 'exit code');
+    if (r.status !== 0) failed.push(`${name} (exit ${r.status ?? r.signal})`);
   }
+  if (failed.length) throw new Error(`mapper bench: ${failed.join(', ')} failed`);
 }

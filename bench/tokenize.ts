@@ -1,5 +1,8 @@
+import { readFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { expandTemplates, IMAGENET_TEMPLATES } from '../src/models/clip/templates.js';
 import { ClipTokenizer, defaultBpePath } from '../src/models/clip/tokenizer.js';
+import { report } from './report.js';
 
 const WORDS = [
   'face',
@@ -33,22 +36,37 @@ function prompts(n: number): string[] {
   return out;
 }
 
-/** Tokenizes 10,000 template prompts with a cold BPE cache (vocabulary load timed separately). */
+const RUNS = 5;
+
+/** Median of `RUNS` timed calls, in ms. */
+function median(fn: () => void): number {
+  const times: number[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    const t = performance.now();
+    fn();
+    times.push(performance.now() - t);
+  }
+  return times.sort((a, b) => a - b)[RUNS >> 1];
+}
+
+/**
+ * Tokenizes 10,000 template prompts: with a cold BPE cache (a new tokenizer each run) and with a warm one,
+ * and the vocabulary load; each the median of five runs in this process.
+ */
 export default async function main(): Promise<void> {
   const texts = prompts(10_000);
-  let t = performance.now();
-  const tok = new ClipTokenizer((await import('node:fs')).readFileSync(defaultBpePath()));
-  const loadMs = performance.now() - t;
-  t = performance.now();
-  const rows = tok.tokenize(texts);
-  const ms = performance.now() - t;
-  t = performance.now();
-  tok.tokenize(texts);
-  const warmMs = performance.now() - t;
-  if (rows.length !== texts.length * 77) throw new Error('wrong output size');
-  const line = (name: string, value: number) =>
-    console.log(JSON.stringify({ bench: 'clip', name, value: Number(value.toFixed(2)), unit: 'ms' }));
-  line('tokenize_10000_prompts', ms);
-  line('tokenize_10000_prompts_warm_cache', warmMs);
-  line('tokenizer_load', loadMs);
+  const bpe = readFileSync(defaultBpePath());
+  const loadMs = median(() => new ClipTokenizer(bpe));
+  const cold = Array.from({ length: RUNS }, () => new ClipTokenizer(bpe));
+  let k = 0;
+  const coldMs = median(() => {
+    if (cold[k++].tokenize(texts).length !== texts.length * 77) throw new Error('wrong output size');
+  });
+  const warm = new ClipTokenizer(bpe);
+  warm.tokenize(texts);
+  const warmMs = median(() => warm.tokenize(texts));
+  const extra = { runs: RUNS, stat: 'median', load1: loadavg()[0] };
+  report('clip', 'tokenize_10000_prompts', coldMs, 'ms', extra);
+  report('clip', 'tokenize_10000_prompts_warm_cache', warmMs, 'ms', extra);
+  report('clip', 'tokenizer_load', loadMs, 'ms', extra);
 }
