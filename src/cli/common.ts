@@ -38,12 +38,12 @@ export class CliCommand extends Command {
 }
 
 /** An input file flag: it must exist and be a file (a folder is named as such, not an EISDIR later). */
-export const inputFile = (what = 'file') =>
+export const inputFile = (what = 'file', notFound = 'file not found') =>
   z
     .string({ error: 'is required' })
     .min(1, 'must not be empty')
     .superRefine((f, ctx) => {
-      if (!existsSync(f)) ctx.addIssue({ code: 'custom', message: `no such ${what}: ${f}` });
+      if (!existsSync(f)) ctx.addIssue({ code: 'custom', message: `${notFound}: ${f}` });
       else if (!statSync(f).isFile())
         ctx.addIssue({ code: 'custom', message: `${f} is a folder; give the ${what} inside it` });
     });
@@ -235,10 +235,15 @@ export function interruptible(
 }
 
 /** A progress bar on stderr that stays quiet when stderr is not a terminal (logs, CI). */
-export function progressBar(total: number, label: string, fields = ''): SingleBar {
+export function progressBar(
+  total: number,
+  label: string,
+  fields = '',
+  stream: NodeJS.WritableStream = process.stderr,
+): SingleBar {
   const bar = new SingleBar({
     format: `${label} [{bar}] {value}/{total} | ETA {eta_formatted}${fields ? ` | ${fields}` : ''}`,
-    stream: process.stderr,
+    stream,
     noTTYOutput: false,
     hideCursor: true,
     clearOnComplete: false,

@@ -1,25 +1,21 @@
-import { existsSync } from 'node:fs';
-import { dirname } from 'node:path';
-import { Command } from 'commander';
+import type { Command } from 'commander';
 import { z } from 'zod';
 import { writeNpy } from '../io/npy.js';
 import { ClipEncoder, normalizeRows } from '../models/clip/encoder.js';
 import { loadClip } from '../models/clip/load.js';
 import { preprocessImageFile } from '../models/clip/preprocess.js';
 import { TextTooLongError } from '../models/clip/tokenizer.js';
+import { CliCommand, checkOutputs, inputFile, UserError } from './common.js';
 
 const Flags = z
   .object({
-    clip: z
-      .string()
-      .min(1)
-      .refine((f) => existsSync(f), { message: 'file not found' }),
+    clip: inputFile('CLIP checkpoint'),
     text: z.array(z.string().min(1, 'a text must not be empty')).default([]),
-    image: z.array(z.string().refine((f) => existsSync(f), { message: 'image file not found' })).default([]),
+    image: z.array(inputFile('image')).default([]),
+    // A missing folder is created when the file is written (the same rule in every command).
     out: z
       .string()
       .regex(/\.npy$/, 'must end in .npy')
-      .refine((f) => existsSync(dirname(f) || '.'), { message: 'folder does not exist' })
       .optional(),
   })
   .refine((o) => o.text.length + o.image.length > 0, { message: 'give at least one --text or --image' });
@@ -33,7 +29,7 @@ const fmt = (x: number) => x.toFixed(4);
  * text–image cosine similarities.
  */
 export function embedCommand(): Command {
-  return new Command('embed')
+  return new CliCommand('embed')
     .description(
       'normalized CLIP embeddings of texts and/or images, and their text–image cosine similarities',
     )
@@ -57,13 +53,25 @@ export function embedCommand(): Command {
       }
       const o = parsed.data!;
       try {
+        checkOutputs({ '--out': o.out });
         const enc = new ClipEncoder(loadClip(o.clip));
         const e = enc.embedDim;
         const r = enc.model.config.imageResolution;
         const texts = o.text.length ? normalizeRows(await enc.encodeTexts(o.text), e) : new Float32Array(0);
         const pixels = new Float32Array(o.image.length * 3 * r * r);
-        for (let i = 0; i < o.image.length; i++)
-          pixels.set(await preprocessImageFile(o.image[i], r), i * 3 * r * r);
+        for (let i = 0; i < o.image.length; i++) {
+          let px: Float32Array;
+          try {
+            px = await preprocessImageFile(o.image[i], r);
+          } catch (e) {
+            // sharp's messages ("unsupported image format", "vipspng: libpng read error") name no file.
+            throw new UserError(
+              `--image ${o.image[i]}: not a readable image (${(e as Error).message.trim()}); give a PNG, JPEG or WebP file`,
+              1,
+            );
+          }
+          pixels.set(px, i * 3 * r * r);
+        }
         const images = o.image.length
           ? normalizeRows(await enc.encodeImages(pixels, o.image.length), e)
           : new Float32Array(0);
@@ -99,7 +107,12 @@ export function embedCommand(): Command {
         // Bad checkpoints, unreadable images and too-long prompts: one clear line, no stack trace
         // (STYLECLIP_DEBUG=1 shows it).
         if (!(err instanceof Error) || process.env.STYLECLIP_DEBUG) throw err;
-        this.error(`error: ${err.message}`, { exitCode: err instanceof TextTooLongError ? 2 : 1 });
+        const message =
+          err instanceof TextTooLongError
+            ? `--text: ${err.message.replace(/; shorten it or truncate it$/, '; shorten it')}`
+            : err.message;
+        const code = err instanceof UserError ? err.exitCode : err instanceof TextTooLongError ? 2 : 1;
+        this.error(`error: ${message}`, { exitCode: code });
       }
     });
 }

@@ -19,6 +19,7 @@ import { tokenize } from '../models/clip/tokenizer.js';
 import { LatentSet, readLatents } from '../models/stylegan2/latents.js';
 import { loadGenerator } from '../models/stylegan2/load.js';
 import type { GeneratorWeights } from '../models/stylegan2/weights.js';
+import { mapperSweepCommand } from '../queue/mapper.js';
 import {
   arcfaceUnits,
   CliCommand,
@@ -34,7 +35,7 @@ import {
 } from './common.js';
 
 // parseFlags names the flag before each message.
-const existing = (_what: string) => inputFile();
+const existing = (_what: string) => inputFile('file', 'no such file');
 const positiveInt = (what: string) =>
   int(what).refine((n) => n >= 1, { message: `${what} must be at least 1` });
 const nonNegative = (what: string) => num(what).refine((n) => n >= 0, { message: `${what} must be >= 0` });
@@ -422,5 +423,6 @@ export function mapperCommand(): Command {
     .option('--out-npy <file>', 'edited images as .npy [N·K, 3, S, S] (raw generator range)')
     .option('--save-latent <file>', 'edited latents w_hat as .npy [N·K, L, 512] (StyleSpace mappers: s_hat)')
     .action(async (opts) => apply(opts));
+  cmd.addCommand(mapperSweepCommand(cmd.commands.find((c) => c.name() === 'train')!)); // src/queue/mapper.ts
   return cmd;
 }

@@ -1,9 +1,10 @@
-import { Command } from 'commander';
+import type { Command } from 'commander';
 import { CONTEXT_LENGTH, TextTooLongError, tokenize } from '../models/clip/tokenizer.js';
+import { CliCommand } from './common.js';
 
 /** `styleclip tokenize <text...>`: CLIP token ids, for checking what the text encoder will see. */
 export function tokenizeCommand(): Command {
-  return new Command('tokenize')
+  return new CliCommand('tokenize')
     .description(`print CLIP token ids for each text (start, BPE tokens, end; padded to ${CONTEXT_LENGTH})`)
     .argument('<text...>', 'one or more texts; quote each one')
     .option('--json', `print a JSON array of all ${CONTEXT_LENGTH} ids per text, one text per line`)
@@ -15,7 +16,10 @@ export function tokenizeCommand(): Command {
       } catch (e) {
         // A too-long prompt is a user error: say so plainly, without a stack trace.
         if (e instanceof TextTooLongError)
-          this.error(`error: ${e.message} (--truncate cuts it to fit)`, { exitCode: 2 });
+          this.error(
+            `error: ${e.message.replace(/; shorten it or truncate it$/, '; shorten it, or pass --truncate to cut it to fit')}`,
+            { exitCode: 2 },
+          );
         throw e;
       }
       for (let r = 0; r < texts.length; r++) {

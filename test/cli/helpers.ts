@@ -1,5 +1,12 @@
 /** Runs the CLI as a user does, many cases per process (see runner.ts). */
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/** The cache folder of every run here (channel statistics): a temp folder, never the user's. */
+export const CACHE = mkdtempSync(join(tmpdir(), 'styleclip-test-cache-'));
+process.on('exit', () => rmSync(CACHE, { recursive: true, force: true }));
 
 export interface CliResult {
   code: number;
@@ -23,7 +30,7 @@ const split = (text: string, n: number): Map<number, [string, number]> => {
 export function runCli(cases: string[][], env: Record<string, string> = {}): CliResult[] {
   const r = spawnSync(process.execPath, ['--import', 'tsx', 'test/cli/runner.ts', JSON.stringify(cases)], {
     encoding: 'utf8',
-    env: { ...process.env, STYLECLIP_DEBUG: '', ...env },
+    env: { ...process.env, STYLECLIP_DEBUG: '', STYLECLIP_CACHE: CACHE, ...env },
     maxBuffer: 64 << 20,
   });
   const out = split(r.stdout, cases.length);
@@ -43,7 +50,7 @@ export function runCli(cases: string[][], env: Record<string, string> = {}): Cli
 export function runMain(args: string[], env: Record<string, string> = {}): CliResult {
   const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
     encoding: 'utf8',
-    env: { ...process.env, STYLECLIP_DEBUG: '', ...env },
+    env: { ...process.env, STYLECLIP_DEBUG: '', STYLECLIP_CACHE: CACHE, ...env },
   });
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }

@@ -17,10 +17,15 @@ const fx = 'test/fixtures';
 const MODELS = ['--generator', `${fx}/stylegan2/generator.pt`, '--clip', `${fx}/clip/clip.pt`];
 const EDIT = [...MODELS, '--fs3', `${fx}/global/fs3.npy`, '--neutral', 'face', '--target', 'smiling face'];
 
+// Channel statistics are cached per generator (src/edit/stats-cache.ts): never in the user's cache folder.
+const cache = mkdtempSync(join(tmpdir(), 'styleclip-global-cli-cache-'));
+after(() => rmSync(cache, { recursive: true, force: true }));
+const env = { ...process.env, STYLECLIP_DEBUG: '', STYLECLIP_CACHE: cache };
+
 const cli = (...args: string[]) =>
   spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'global', ...args], {
     encoding: 'utf8',
-    env: { ...process.env, STYLECLIP_DEBUG: '' },
+    env,
   });
 
 /** Runs each argv of a JSON list through the real program as main.ts does, printing a marker after each. */
@@ -161,7 +166,7 @@ describe('styleclip global (CLI)', () => {
       [[...EDIT, '--seed', '-1', ...out], /--seed: must be between 0/],
       [
         [...MODELS, '--fs3', join(dir, 'nope.npy'), '--neutral', 'a', '--target', 'b', '--seed', '1', ...out],
-        /--fs3: no such file/,
+        /--fs3: file not found: \S*nope\.npy\n/,
       ],
       [
         [...MODELS, '--fs3', badFs3, '--neutral', 'face', '--target', 'smile', '--seed', '1', ...out],
@@ -210,7 +215,7 @@ describe('styleclip global (CLI)', () => {
         '--',
         JSON.stringify(cases.map(([a]) => (a[0] === 'precompute' ? a : ['edit', ...a]))),
       ],
-      { encoding: 'utf8', env: { ...process.env, STYLECLIP_DEBUG: '' } },
+      { encoding: 'utf8', env },
     );
     assert.equal(r.status, 0, r.stderr);
     const parts = r.stderr.split(/^@@case (\d+) exit (\d+)$/m); // [text, i, code, text, i, code, ...]

@@ -117,7 +117,7 @@ describe('styleclip optimize', () => {
     const cases: [string[], RegExp, number?][] = [
       [
         ['--generator', 'nope.pt', '--clip', `${FX}/clip/clip.pt`, ...PROMPT, '--out', out],
-        /--generator: no such generator checkpoint: nope\.pt/,
+        /--generator: file not found: nope\.pt/,
       ],
       [
         [...MODELS, ...PROMPT, '--latent', bad, '--out', out],
