@@ -57,10 +57,18 @@ describe('unary primitives', () => {
     ['erf', o.erf, erfRef],
     ['relu', o.relu, (x) => Math.max(x, 0)],
     ['leakyRelu', (x) => o.leakyRelu(x, 0.2), (x) => (x > 0 ? x : 0.2 * x)],
+    // α outside (0, 1) takes the other backward branch (a mask of the input, not the clipped output)
+    ['leakyRelu α=1.5', (x) => o.leakyRelu(x, 1.5), (x) => (x > 0 ? x : 1.5 * x)],
+    ['leakyRelu α=-0.3', (x) => o.leakyRelu(x, -0.3), (x) => (x > 0 ? x : -0.3 * x)],
+    ['leakyRelu α=0', (x) => o.leakyRelu(x, 0), (x) => Math.max(x, 0)],
     ['abs', o.abs, Math.abs],
     // The draw is moved away from the bounds (±1) so that finite differences do not straddle a kink.
     ['clip', (x) => o.clip(x, -1, 1), (x) => Math.min(Math.max(x, -1), 1), awayFromOne],
     ['pow3', (x) => o.powConst(x, 3), (x) => x ** 3],
+    // powers 1 and 2 have their own backward shortcuts
+    ['pow1', (x) => o.powConst(x, 1), (x) => x],
+    ['pow2', (x) => o.powConst(x, 2), (x) => x ** 2],
+    ['sign', o.sign, Math.sign],
     ['pow-0.5', (x) => o.powConst(x, -0.5), (x) => x ** -0.5, pos],
   ];
   for (const [name, f, ref, domain] of unary) {
@@ -444,5 +452,38 @@ describe('data movement', () => {
       [[2, 4, 3]],
     );
     await checkVjp((x) => o.cast(o.cast(x, 'float64'), 'float32'), [[4]], F32);
+  });
+  test('scatter_add (the gradient of gather) has gather as its gradient: second order through gather', async () => {
+    // y = d/dx Σ gather(x, idx)·w = scatter_add(w) at idx (repeated indices accumulate); its VJP in w is
+    // a gather again, the path that double backward (R1, path length) takes through every gather.
+    await checkVjp(
+      (x, w) => {
+        const idx = x.graph.const(BigInt64Array.from([1n, 1n, 0n, 3n, 1n]), [5]);
+        const [dx] = grad(o.sum(o.mul(o.gather(x, idx, 1), w)), [x]);
+        return o.mul(dx, o.add(x, 2)); // depends on x too, so both inputs are checked
+      },
+      [
+        [2, 4, 3],
+        [2, 5, 3],
+      ],
+    );
+  });
+  test('stop_gradient passes values and blocks the gradient', async () => {
+    await checkForward(
+      (x) => o.stopGradient(x),
+      [[3]],
+      (x) => x,
+    );
+    const { vjp } = await checkVjp((x) => o.mul(o.stopGradient(x), 0), [[3]]);
+    assert.equal(vjp, 0);
+    // d/dx Σ x·sg(x) = sg(x): the blocked factor is a constant to the backward (finite differences would
+    // see 2x, which is exactly what stop_gradient is for)
+    const g = new Graph();
+    const x = g.input('x', [3], 'float64');
+    const [dx] = grad(o.sum(o.mul(x, o.stopGradient(x))), [x]);
+    const exe = await compile({ dx });
+    const data = Float64Array.from([1.5, -2, 0.25]);
+    const out = await exe.run({ x: { shape: [3], data } });
+    assert.deepEqual(Array.from(out.dx.data as Float64Array), [1.5, -2, 0.25]);
   });
 });
