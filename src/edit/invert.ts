@@ -192,7 +192,8 @@ export class Inverter {
   ) {}
 
   static async create(models: InvertModels, config: InvertConfig = {}): Promise<Inverter> {
-    const c: Required<InvertConfig> = { ...INVERT_DEFAULTS, ...config };
+    const given = Object.entries(config).filter(([, v]) => v !== undefined); // undefined keeps the default
+    const c: Required<InvertConfig> = { ...INVERT_DEFAULTS, ...Object.fromEntries(given) };
     if (!(Number.isInteger(c.steps) && c.steps >= 0))
       throw new RangeError(`steps must be ≥ 0, got ${c.steps}`);
     for (const k of ['lr', 'mseLambda', 'clipLambda', 'noiseRegLambda', 'latentNoise'] as const)
