@@ -9,7 +9,14 @@ import type { Command } from 'commander';
 import { z } from 'zod';
 import { writeImage } from '../io/image.js';
 import { configureRuntime } from '../runtime/session.js';
-import { FAMILY_NAMES, parseWhere, sampleFace } from '../world/attributes.js';
+import {
+  FAMILIES,
+  FAMILY_NAMES,
+  type Face,
+  type Family,
+  parseWhere,
+  sampleFace,
+} from '../world/attributes.js';
 import { caption } from '../world/captions.js';
 import { AttributeClassifier } from '../world/classifier.js';
 import { worldModelPath } from '../world/models.js';
@@ -49,6 +56,7 @@ const SampleFlags = z
     labels: z.boolean().default(false),
     captions: z.boolean().default(false),
     where: z.string().optional(),
+    vary: z.enum(FAMILY_NAMES as [Family, ...Family[]]).optional(),
   })
   .refine((o) => o.out !== undefined || o.labels || o.captions, {
     message: 'give --out (images), --labels or --captions (JSON lines on stdout), or several',
@@ -70,12 +78,25 @@ async function sample(o: z.infer<typeof SampleFlags>): Promise<void> {
     }
   checkOutputs({ '--out': o.out });
   // Consecutive seeds from --seed, keeping those that match --where (at most 1000 tries per face).
-  const faces = [];
-  for (let s = o.seed; faces.length < o.count; s++) {
+  const faces: Face[] = [];
+  for (let s = o.seed; faces.length < (o.vary ? 1 : o.count); s++) {
     if (s >= 2 ** 32 || s - o.seed > 1000 * o.count)
       throw new UserError(`--where ${o.where}: too few faces match among the seeds tried`);
     const f = sampleFace(s);
     if (Object.entries(where).every(([k, v]) => f.labels[k as keyof typeof where] === v)) faces.push(f);
+  }
+  // --vary: the first face once per value of the family, everything else equal.
+  if (o.vary) {
+    const family = o.vary;
+    const base = faces.pop()!;
+    for (const v of FAMILIES[family]) faces.push({ ...base, labels: { ...base.labels, [family]: v } });
+  }
+  if (o.labels || o.captions) {
+    // `world sample --labels | head` closes the pipe early: the rest of the lines go nowhere, quietly (as
+    // Unix tools do), and the images are still written.
+    process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code !== 'EPIPE' && e.code !== 'ERR_STREAM_DESTROYED') throw e;
+    });
   }
   if (o.labels || o.captions)
     for (const f of faces) {
@@ -212,6 +233,10 @@ export function worldCommand(): Command {
     .option('--labels', "print each face's attributes as JSON lines")
     .option('--captions', 'print a caption per face as JSON lines (with --labels: on the same line)')
     .option('--where <filters>', 'only faces with these attributes, e.g. hairColor=purple,glasses=none')
+    .option(
+      '--vary <family>',
+      `one face drawn with every value of a family (${FAMILY_NAMES.join(', ')}); --count is ignored`,
+    )
     .action(async (raw: Record<string, unknown>) => {
       await sample(parseFlags(SampleFlags, raw));
     });

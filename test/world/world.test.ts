@@ -214,6 +214,7 @@ describe('styleclip world sample (CLI)', () => {
       ['sample', '--count', '0', '--labels'],
       ['sample', '--count', '2'],
       ['sample', '--where', 'hat=red', '--labels'],
+      ['sample', '--vary', 'glasses', '--seed', '9', '--labels'],
     ]);
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
@@ -246,6 +247,20 @@ describe('styleclip world sample (CLI)', () => {
       assert.equal(l.hairColor, 'purple');
       assert.equal(l.glasses, 'none');
     }
+  });
+
+  it('--vary draws one face with every value of a family', () => {
+    const r = results[5];
+    assert.equal(r.code, 0, r.err);
+    const lines = r.out
+      .trim()
+      .split('\n')
+      .map((x) => JSON.parse(x));
+    assert.deepEqual(
+      lines.map((l) => l.glasses),
+      ['none', 'glasses', 'sunglasses'],
+    );
+    for (const l of lines) assert.deepEqual({ ...l, glasses: 0 }, { ...lines[0], glasses: 0 });
   });
 
   it('mistakes get a message and exit 2', () => {
