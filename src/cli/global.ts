@@ -28,6 +28,7 @@ import { CONTEXT_LENGTH, TextTooLongError, tokenize } from '../models/clip/token
 import { readLatents } from '../models/stylegan2/latents.js';
 import { loadGenerator } from '../models/stylegan2/load.js';
 import type { GeneratorWeights } from '../models/stylegan2/weights.js';
+import { precomputeOnQueue } from '../queue/fs3.js';
 import {
   CliCommand,
   checkOutputs,
@@ -115,12 +116,22 @@ const precomputeSchema = z.object({
     .optional(),
   officialCarryover: z.boolean().default(false),
   out: outFile('--out', ['.npy']),
+  queue: z.string().optional(),
+  status: z.boolean().default(false),
+  shardChannels: int('--shard-channels')
+    .refine((n) => n >= 1, { message: 'must be at least 1' })
+    .default(8),
+  attempts: int('--attempts')
+    .refine((n) => n >= 1, { message: 'must be at least 1' })
+    .default(3),
   ...statsFlags,
 });
 
 async function precompute(opts: unknown): Promise<void> {
   const f = parseFlags(precomputeSchema, opts);
-  checkOutputs({ '--out': f.out, '--save-stats': f.saveStats });
+  if (f.status && !f.queue) throw new UserError('--status needs --queue redis://HOST:PORT');
+  if (!f.status) checkOutputs({ '--out': f.out, '--save-stats': f.saveStats });
+  if (f.queue) return precomputeOnQueue({ ...f, queue: f.queue }); // shards on a BullMQ queue: src/queue/
   const { G, clip } = loadModels(f.generator, f.clip);
   const layers = f.layers as LayerSelection;
   const rows = fs3Rows(G.config, layers);
@@ -369,6 +380,13 @@ export function globalCommand(): Command {
     .option('--batch <n>', 'renders per engine run (default: by image size)')
     .option('--official-carryover', "reproduce the official script's in-place update of the base codes")
     .option('--out <file>', 'output fs3 .npy [channels, CLIP dim]')
+    .option(
+      '--queue <url>',
+      'run as shards on a BullMQ queue at redis://HOST:PORT (`styleclip worker` runs them)',
+    )
+    .option('--status', 'with --queue: print where the run stands and exit')
+    .option('--shard-channels <n>', 'with --queue: channels per shard (default 8)')
+    .option('--attempts <n>', 'with --queue: tries per shard before it is reported failed (default 3)')
     .action(precompute);
   cmd
     .command('edit')

@@ -56,6 +56,30 @@ export interface Fs3Options {
   /** Checked between batches; when it returns true the run checkpoints and throws Fs3Interrupted. */
   shouldStop?: () => boolean;
   sampling?: Pick<SampleOptions, 'seed' | 'psi' | 'cutoff' | 'batch'>;
+  /** The statistics and the K images' base codes, already sampled (a queue worker gets them from its run). */
+  base?: Fs3Base;
+  /** Measure only channels [start, end) of one layer (a queue shard); the result holds just those rows. */
+  only?: { layer: number; start: number; end: number };
+}
+
+/** What every channel is measured against: the channel statistics and the first K images' StyleSpace codes. */
+export interface Fs3Base {
+  stats: StyleStats;
+  codes: StyleCodes;
+}
+
+/** Samples the statistics and the K base images exactly as precomputeFs3 does (RandomState(5) by default). */
+export async function sampleFs3Base(
+  weights: GeneratorWeights,
+  options: Pick<Fs3Options, 'images' | 'stats' | 'statsSamples' | 'sampling'> = {},
+): Promise<Fs3Base> {
+  const K = options.images ?? 100;
+  const sampled = await sampleStyleStats(weights, {
+    ...options.sampling,
+    samples: options.stats ? K : (options.statsSamples ?? 100_000),
+    keep: K,
+  });
+  return { stats: options.stats ?? sampled.stats, codes: sampled.kept };
 }
 
 export class Fs3Interrupted extends Error {
@@ -225,13 +249,9 @@ export async function precomputeFs3(
       return out;
     });
   } else {
-    const sampled = await sampleStyleStats(weights, {
-      ...options.sampling,
-      samples: options.stats ? K : (options.statsSamples ?? 100_000),
-      keep: K,
-    });
-    stats = options.stats ?? sampled.stats;
-    base = sampled.kept;
+    const sampled = options.base ?? (await sampleFs3Base(weights, options));
+    stats = sampled.stats;
+    base = sampled.codes;
     if (statsFile && codesFile) {
       saveStyleStats(statsFile, stats);
       const total = dims.reduce((a, b) => a + b, 0);
@@ -245,8 +265,16 @@ export async function precomputeFs3(
     }
   }
 
+  const only = options.only;
+  if (
+    only &&
+    !(layers.includes(only.layer) && 0 <= only.start && only.start < only.end && only.end <= dims[only.layer])
+  )
+    throw new RangeError(`no channels ${only.start}..${only.end} in the measured layer ${only.layer}`);
   const rowsOf = (l: number) => dims[l];
-  const totalRenders = layers.reduce((s, l) => s + rowsOf(l) * 2 * K, 0);
+  const totalRenders = only
+    ? (only.end - only.start) * 2 * K
+    : layers.reduce((s, l) => s + rowsOf(l) * 2 * K, 0);
   const selRows = layers.reduce((s, l) => s + rowsOf(l), 0);
   const fs3 = new Float32Array(selRows * e);
   let done = 0;
@@ -262,19 +290,25 @@ export async function precomputeFs3(
 
   let selOffset = 0;
   for (const l of layers) {
+    // A shard skips the other layers; with carry-over the ones before it still leave their means behind.
+    if (only && l !== only.layer) {
+      if (carry) setMean(work, l);
+      continue;
+    }
     const C = dims[l];
     const layerFile = dir && `${dir}/layer_${pad2(l)}.npy`;
     const rows = new Float32Array(C * e);
-    let have = 0;
+    let have = only?.start ?? 0;
     if (layerFile && existsSync(layerFile)) {
       const t = readNpy(layerFile);
       if (t.shape.length !== 2 || t.shape[1] !== e || t.shape[0] > C) throw new Fs3CheckpointMismatch(dir!);
       have = t.shape[0];
       rows.set(t.data as Float32Array);
     }
-    done += have * 2 * K;
-    resumed += have * 2 * K;
-    channelsDone += have;
+    const skipped = have - (only?.start ?? 0); // resumed from the checkpoint
+    done += skipped * 2 * K;
+    resumed += skipped * 2 * K;
+    channelsDone += skipped;
     const save = () => {
       if (layerFile)
         writeNpy(layerFile, { dtype: 'float32', shape: [have, e], data: rows.slice(0, have * e) });
@@ -283,7 +317,7 @@ export async function precomputeFs3(
 
     // Jobs of this layer from channel `start` on: (channel, image, sign) in order.
     const start = have;
-    const jobs = (C - have) * K * 2;
+    const jobs = ((only?.end ?? C) - have) * K * 2;
     const feats = new Float32Array(C * K * 2 * e); // only the rows of unfinished channels get filled
     const codes = dims.map((c) => new Float32Array(B * c));
     const clipIn = new Float32Array(B * 3 * CLIP_INPUT_SIZE * CLIP_INPUT_SIZE);
@@ -326,6 +360,19 @@ export async function precomputeFs3(
       }
     }
     if (jobs === 0 && layerFile && !existsSync(layerFile)) save();
+    if (only) {
+      const n = only.end - only.start;
+      const part = rows.slice(only.start * e, only.end * e);
+      return {
+        fs3: part,
+        rows: n,
+        embedDim: e,
+        layers: [l],
+        stats,
+        renders: totalRenders,
+        resumedRenders: 0,
+      };
+    }
     fs3.set(rows, selOffset * e);
     selOffset += C;
     if (carry) setMean(work, l);
