@@ -62,6 +62,16 @@ interface ModConvOut {
   demod: Value;
 }
 
+/**
+ * Where a generator graph gets trainable weights: `value(key)` gives the graph value for an effective weight
+ * that StyleGAN2Graph would otherwise make a constant (keys as in its `c()` calls; undefined keeps the
+ * constant), and `noiseStrength(i)` the noise gain (× sqrt 2) of styled conv i as a [1] value.
+ */
+export interface WeightSource {
+  value(key: string): Value | undefined;
+  noiseStrength(i: number): Value;
+}
+
 /** Noise for the styled convs: the checkpoint's fixed buffers, one graph value per layer, or none. */
 export type NoiseSpec = 'const' | 'zero' | readonly Value[];
 
@@ -79,7 +89,14 @@ export class StyleGAN2Graph {
      * `blocked`: ONNX Runtime's NCHWc block size (from `nchwcBlockSize()`), for graphs that are never
      * differentiated; high-resolution blocks then run on its blocked conv kernels. 0: standard ops only.
      */
-    readonly options: { blocked?: number } = {},
+    readonly options: {
+      blocked?: number;
+      /**
+       * Trainable weights: graph values (from the raw checkpoint tensors, see trainable.ts) that stand in for
+       * the constants, so gradients reach them. Forward-only graphs leave this out.
+       */
+      params?: WeightSource;
+    } = {},
   ) {}
 
   private get blocked(): number {
@@ -92,6 +109,12 @@ export class StyleGAN2Graph {
 
   private c(key: string, shape: readonly number[], make: () => Float32Array): Value {
     let v = this.consts.get(key);
+    if (!v && this.options.params) {
+      v = this.options.params.value(key);
+      if (v && (v.shape.length !== shape.length || v.shape.some((d, i) => d !== shape[i])))
+        throw new RangeError(`trainable weight ${key} is [${v.shape}], the graph needs [${shape}]`);
+      if (v) this.consts.set(key, v);
+    }
     if (!v) {
       const parts = key.split('/');
       const leaf = parts.pop()!;
@@ -357,14 +380,20 @@ export class StyleGAN2Graph {
     const r = L.resolution;
     const [b, c] = [y.shape[0], L.conv.outChannels];
     const bias = this.c(`${key}/bias`, [1, c], () => scaled(L.bias, SQRT2));
-    const strength = L.noiseStrength * SQRT2;
+    const params = this.options.params;
+    if (params && noise === 'const')
+      throw new RangeError(
+        'a generator with trainable weights takes noise inputs (or none), not the fixed buffers',
+      );
+    const hostStrength = L.noiseStrength * SQRT2; // the fixed-noise paths below run only without params
+    const strength = params ? params.noiseStrength(i) : hostStrength;
     if (L.clamp !== null) {
       // The clamp needs the true values, so here the demodulation is applied at once.
       let out = mul(y, reshape(demod, [b, c, 1, 1])); // demod [B, out] -> [B, out, 1, 1]
       if (noise === 'const')
         out = add(
           out,
-          this.c(`${key}/noise_scaled`, [1, 1, r, r], () => scaled(L.noiseConst, strength)),
+          this.c(`${key}/noise_scaled`, [1, 1, r, r], () => scaled(L.noiseConst, hostStrength)),
         );
       else if (noise !== 'zero') out = add(out, mul(this.noiseInput(i, noise, r), strength));
       out = leakyRelu(add(out, reshape(bias, [1, c, 1, 1])), 0.2);
@@ -377,7 +406,7 @@ export class StyleGAN2Graph {
     const invBias = mul(inv, bias); // [B, out]
     let z: Value;
     if (noise === 'const') {
-      const basis = this.c(`${key}/noise_basis`, [2, r * r], () => noiseBasis(L.noiseConst, strength));
+      const basis = this.c(`${key}/noise_basis`, [2, r * r], () => noiseBasis(L.noiseConst, hostStrength));
       const u = concat([reshape(inv, [b, c, 1]), reshape(invBias, [b, c, 1])], 2); // [B, out, 2]
       z = reshape(matmul(u, basis), [b, c, r, r]); // [B, out, r·r] -> [B, out, r, r]
     } else {
