@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { Command } from 'commander';
 import { z } from 'zod';
 import { loadClipStateDict } from '../models/clip/load.js';
-import { ClipModel } from '../models/clip/model.js';
+import { type ClipConfig, ClipModel } from '../models/clip/model.js';
 import { configureRuntime } from '../runtime/session.js';
 import { type ClipStepInfo, ClipTrainer, type CurrentFeatures } from '../train/clip.js';
 import { CachedDataset, type ClipDataset, fromSignedImages, JsonlClipDataset } from '../train/clip-data.js';
@@ -155,12 +155,10 @@ async function retrieval(f: CurrentFeatures, val: ClipDataset): Promise<Record<s
   return { val_retrieval_top1: hits / n, val_captions: distinct.length };
 }
 
-function modelFor(o: Flags): ClipModel {
-  if (o.init) {
-    if (!existsSync(o.init)) throw new UserError(`--init: ${o.init} not found`);
-    return ClipModel.fromStateDict(loadClipStateDict(o.init).tensors);
-  }
-  const config = clipConfig({
+/** A fresh model's config from the flags, checked before anything slow happens. */
+function architecture(o: Flags): ClipConfig | null {
+  if (o.init) return null;
+  return clipConfig({
     embedDim: o.embedDim,
     imageResolution: o.imageSize,
     visionPatchSize: o.patch,
@@ -169,7 +167,6 @@ function modelFor(o: Flags): ClipModel {
     textWidth: o.textWidth,
     textLayers: o.textLayers,
   });
-  return ClipModel.fromStateDict(initClipStateDict(config, o.seed));
 }
 
 /** The trainer's own errors say what was wrong; they reach the user as such (exit 1), never as a bug. */
@@ -187,8 +184,11 @@ async function run(raw: unknown): Promise<void> {
 
 async function train(o: Flags): Promise<void> {
   if (o.threads) configureRuntime({ threads: o.threads });
-  const model = modelFor(o);
-  const r = model.config.imageResolution;
+  const fresh = architecture(o);
+  if (o.init && !existsSync(o.init)) throw new UserError(`--init: ${o.init} not found`);
+  if (o.resume && !existsSync(o.resume)) throw new UserError(`--resume: ${o.resume} not found`);
+  const init = o.init ? loadClipStateDict(o.init).tensors : null;
+  const r = fresh?.imageResolution ?? ClipModel.fromStateDict(init!).config.imageResolution;
   let data: ClipDataset;
   if (o.data) {
     if (!existsSync(o.data)) throw new UserError(`--data: ${o.data} not found`);
@@ -196,6 +196,9 @@ async function train(o: Flags): Promise<void> {
   } else {
     data = fromSignedImages(new WorldCaptions(o.world!, { size: r, cacheBytes: o.cacheMb * 2 ** 20 }));
   }
+  if (data.length < o.batch)
+    throw new UserError(`the dataset has ${data.length} pairs, fewer than one batch of ${o.batch}`, 1);
+  const model = ClipModel.fromStateDict(init ?? initClipStateDict(fresh!, o.seed));
   let evaluate: ((f: CurrentFeatures) => Promise<Record<string, number>>) | undefined;
   if (o.val) {
     if (!existsSync(o.val)) throw new UserError(`--val: ${o.val} not found`);
@@ -216,10 +219,7 @@ async function train(o: Flags): Promise<void> {
     evalEvery: o.evalEvery,
     evaluate,
   });
-  if (o.resume) {
-    if (!existsSync(o.resume)) throw new UserError(`--resume: ${o.resume} not found`);
-    trainer.resume(o.resume);
-  }
+  if (o.resume) trainer.resume(o.resume);
   const c = model.config;
   process.stderr.write(
     `styleclip: CLIP ViT ${c.imageResolution}² patch ${c.visionPatchSize}, vision ${c.visionWidth}×${c.visionLayers}, text ${c.textWidth}×${c.textLayers}, embed ${c.embedDim}; ${data.length} pairs, batch ${o.batch}, ${o.steps} steps${trainer.step ? ` (resuming at ${trainer.step})` : ''}\n`,

@@ -51,7 +51,7 @@ export function crossEntropyDiagonal(logits: Value): Value {
   const [n, m] = logits.shape;
   if (logits.rank !== 2 || n !== m)
     throw new ShapeError(`contrastive logits must be square, got [${logits.shape}]`);
-  const eye = new Float32Array(n * n);
+  const eye = logits.dtype === 'float64' ? new Float64Array(n * n) : new Float32Array(n * n);
   for (let i = 0; i < n; i++) eye[i * n + i] = 1;
   const positives = sum(mul(logits, logits.graph.const(eye, [n, n], `eye_${n}`)), -1, true); // [N, 1]
   return mean(sub(logSumExp(logits), positives));

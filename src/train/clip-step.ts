@@ -115,8 +115,20 @@ export class ClipStep {
   }
 
   async release(): Promise<void> {
-    for (const s of this.sessions.values()) await (await s).release();
+    for (const s of this.sessions.values()) await releaseShared(s);
     this.sessions.clear();
+  }
+}
+
+/**
+ * Sessions are shared by content hash (two trainers of one architecture hold the same one), so a session
+ * another holder already released is not an error here.
+ */
+async function releaseShared(s: Promise<Executable>): Promise<void> {
+  try {
+    await (await s).release();
+  } catch (e) {
+    if (!/already disposed|released/i.test((e as Error).message)) throw e;
   }
 }
 
@@ -238,7 +250,7 @@ export class ClipFeatures {
   }
 
   async release(): Promise<void> {
-    for (const p of [this.image, ...this.texts.values()]) if (p) await (await p).exe.release();
+    for (const p of [this.image, ...this.texts.values()]) if (p) await releaseShared(p.then((e) => e.exe));
     this.image = undefined;
     this.texts.clear();
   }
