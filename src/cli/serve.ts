@@ -1,15 +1,38 @@
 /** `styleclip serve`: the local web app (gallery, global directions, optimization, mappers) and its API. */
 import { existsSync } from 'node:fs';
-import { Command } from 'commander';
+import { createServer } from 'node:net';
+import type { Command } from 'commander';
 import { z } from 'zod';
+import { sampleStyleStats } from '../edit/global.js';
+import { cachedStyleStats } from '../edit/stats-cache.js';
 import { isLoopback, loadModels, Studio, startServer, WEB_DIST } from '../server/index.js';
-import { arcfaceUnits, int, parseFlags, UserError } from './common.js';
+import { arcfaceUnits, CliCommand, inputFile, int, parseFlags, UserError } from './common.js';
 
-const file = (what: string) =>
-  z
-    .string()
-    .min(1)
-    .refine((f) => existsSync(f), { message: `${what} file not found` });
+const file = (what: string) => inputFile(`${what} file`);
+
+/** What to tell a user whose --host/--port cannot be bound. */
+function listenProblem(e: NodeJS.ErrnoException, host: string, port: number): string | null {
+  if (e.code === 'EADDRINUSE')
+    return `port ${port} on ${host} is already in use (another styleclip serve?): pick another with --port N, or --port 0 for any free port`;
+  if (e.code === 'EACCES')
+    return `port ${port} on ${host} needs privileges: use a port above 1023, e.g. --port 7860`;
+  if (e.code === 'EADDRNOTAVAIL' || e.code === 'ENOTFOUND')
+    return `--host ${host} is not an address of this machine: use 127.0.0.1 (local) or 0.0.0.0 (all interfaces)`;
+  return null;
+}
+
+/** Binds and releases host:port, so a taken port is reported before the models load (seconds to minutes). */
+async function checkPort(host: string, port: number): Promise<void> {
+  if (port === 0) return;
+  await new Promise<void>((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', (e: NodeJS.ErrnoException) => {
+      const why = listenProblem(e, host, port);
+      reject(why ? new UserError(why) : e);
+    });
+    probe.listen(port, host, () => probe.close(() => resolve()));
+  });
+}
 
 const Flags = z.object({
   generator: file('generator'),
@@ -36,7 +59,7 @@ const Flags = z.object({
 });
 
 export function serveCommand(): Command {
-  return new Command('serve')
+  return new CliCommand('serve')
     .description('start the local web app and its JSON API (loopback only unless --host says otherwise)')
     .requiredOption(
       '--generator <file>',
@@ -64,18 +87,36 @@ export function serveCommand(): Command {
     .action(async (opts: unknown) => {
       const f = parseFlags(Flags, opts);
       if (!existsSync(WEB_DIST))
-        throw new UserError(`the web page is not built (${WEB_DIST} is missing): run \`npm run build\``, 1);
+        throw new UserError(
+          `the web page is not built (${WEB_DIST} is missing): in a clone of the repository run \`npm run build\`; an installed package ships it, so reinstall it`,
+          1,
+        );
+      await checkPort(f.host, f.port);
       const log = (s: string) => process.stderr.write(`styleclip serve: ${s}\n`);
       const models = loadModels(f, log);
+      if (models.fs3 && !models.stats) {
+        // The same cache as `global edit`: per generator file content and sample count.
+        const c = await cachedStyleStats(f.generator, models.generator.config, f.statsSamples, async () => {
+          log(`computing StyleSpace channel statistics (${f.statsSamples} samples)…`);
+          return (await sampleStyleStats(models.generator, { samples: f.statsSamples })).stats;
+        });
+        if (c.hit) log(`channel statistics: cached (${c.file})`);
+        models.stats = c.stats;
+      }
       const studio = new Studio(models, {
         seeds: f.seeds,
         statsSamples: f.statsSamples,
         previewSize: f.preview,
       });
-      if (models.fs3 && !models.stats)
-        log(`computing StyleSpace channel statistics (${f.statsSamples} samples)…`);
       await studio.warmUp();
-      const srv = await startServer(studio, { host: f.host, port: f.port, log });
+      let srv: Awaited<ReturnType<typeof startServer>>;
+      try {
+        srv = await startServer(studio, { host: f.host, port: f.port, log });
+      } catch (e) {
+        // Taken between the check and now.
+        const why = listenProblem(e as NodeJS.ErrnoException, f.host, f.port);
+        throw why ? new UserError(why) : e;
+      }
       if (!isLoopback(f.host))
         log(
           `WARNING: listening on ${f.host}, not loopback: anyone who can reach this machine can use the app and its API (there is no authentication)`,
