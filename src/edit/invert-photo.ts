@@ -36,6 +36,8 @@ export interface InvertPhotoOptions {
   onStage?: (stage: 'align' | 'encode' | 'optimize' | 'render', detail?: string) => void;
   onStep?: (r: InvertStep) => void | Promise<void>;
   shouldStop?: () => boolean;
+  /** Runs each engine call (see InvertHooks.engine). */
+  engine?: <T>(fn: () => Promise<T>) => Promise<T>;
 }
 
 export interface InvertPhotoResult {
@@ -83,6 +85,7 @@ export async function invertPhoto(
   photo: string | Uint8Array,
   o: InvertPhotoOptions,
 ): Promise<InvertPhotoResult> {
+  const engine = o.engine ?? (<T>(fn: () => Promise<T>) => fn());
   const W = o.generator;
   const { size: S, nLatent: L, styleDim: D } = W.config;
   const img = await readPhoto(photo);
@@ -90,7 +93,7 @@ export async function invertPhoto(
   let faceCount: number | undefined;
   if (o.align) {
     o.onStage?.('align');
-    const a = await alignPhoto(img, S, { face: o.face });
+    const a = await engine(() => alignPhoto(img, S, { face: o.face }));
     aligned = a.image;
     faceCount = a.faceCount;
   } else aligned = await resized(img, S, 'cover');
@@ -104,7 +107,8 @@ export async function invertPhoto(
         `the encoder gives W+ [${styleCount}, ${styleDim}], the generator takes [${L}, ${D}]`,
       );
     o.onStage?.('encode');
-    init = await encodeE4e(o.encoder, rgbToSigned(await resized(aligned, E4E_INPUT, 'fill')), E4E_INPUT);
+    const x = rgbToSigned(await resized(aligned, E4E_INPUT, 'fill'));
+    init = await engine(() => encodeE4e(o.encoder!, x, E4E_INPUT));
   }
   const steps = o.invert?.steps ?? (o.encoder ? 0 : 300);
   if (steps === 0 && !init) throw new RangeError('nothing to invert with: give an encoder, or steps > 0');
@@ -114,9 +118,11 @@ export async function invertPhoto(
   let done = 0;
   if (steps > 0) {
     o.onStage?.('optimize', `${steps} steps`);
-    const inv = await Inverter.create(
-      { generator: W, clip: o.clip },
-      { ...o.invert, steps, clipLambda: o.clip ? o.invert?.clipLambda : 0 },
+    const inv = await engine(() =>
+      Inverter.create(
+        { generator: W, clip: o.clip },
+        { ...o.invert, steps, clipLambda: o.clip ? o.invert?.clipLambda : 0 },
+      ),
     );
     try {
       const res = await runInversion(await inv.start(target, init), {
@@ -133,7 +139,8 @@ export async function invertPhoto(
   } else {
     o.onStage?.('render');
     wplus = init!;
-    image = (await new StyleGAN2(W).synthesize(wplus)).data as Float32Array;
+    const w = wplus;
+    image = (await engine(() => new StyleGAN2(W).synthesize(w))).data as Float32Array;
   }
   const result: InvertPhotoResult = {
     aligned,
@@ -144,6 +151,7 @@ export async function invertPhoto(
     stopped,
     faceCount,
   };
-  if (o.arcface) result.idSimilarity = await idSimilarity(o.arcface, target, image, S);
+  const arcface = o.arcface;
+  if (arcface) result.idSimilarity = await engine(() => idSimilarity(arcface, target, image, S));
   return result;
 }

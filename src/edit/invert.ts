@@ -380,6 +380,8 @@ export interface InvertHooks {
   onStep?: (r: InvertStep) => void | Promise<void>;
   /** Checked before each step; when it returns true the loop stops early. */
   shouldStop?: () => boolean;
+  /** Runs each engine call (a step, the final render): a server puts them on its engine lane. */
+  engine?: <T>(fn: () => Promise<T>) => Promise<T>;
 }
 
 /** The loop: `steps` steps (or until stopped), then G(final latent). */
@@ -392,13 +394,14 @@ export async function runInversion(
   final: InvertLosses & { image: Float32Array };
   wplus: Float32Array;
 }> {
+  const engine = hooks.engine ?? (<T>(fn: () => Promise<T>) => fn());
   let stopped = false;
   while (run.stepsDone < run.config.steps) {
     if (hooks.shouldStop?.()) {
       stopped = true;
       break;
     }
-    await hooks.onStep?.(await run.step());
+    await hooks.onStep?.(await engine(() => run.step()));
   }
-  return { steps: run.stepsDone, stopped, final: await run.evaluate(), wplus: run.wplus() };
+  return { steps: run.stepsDone, stopped, final: await engine(() => run.evaluate()), wplus: run.wplus() };
 }

@@ -11,6 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { dirname, extname, join, normalize, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { z } from 'zod';
+import { defaultPhotoSteps, invertPhotoJob, PHOTO_BYTES, PhotoRequest, validatePhoto } from './invert.js';
 import { type Job, JobQueue, QueueFullError } from './jobs.js';
 import {
   ChannelsRequest,
@@ -228,6 +229,24 @@ export async function startServer(studio: Studio, options: ServerOptions = {}): 
         job.subscribe((e) => {
           if (e.type === 'failed') log(`job ${job.id} failed: ${e.error}`);
         });
+        send(res, 202, jobView(queue, job));
+      },
+    ],
+    [
+      'POST',
+      /^\/api\/jobs\/invert$/,
+      async (req, res) => {
+        const body = await json(req, PhotoRequest, Math.ceil((PHOTO_BYTES * 4) / 3) + 4096);
+        validatePhoto(studio, body);
+        let job: Job;
+        try {
+          job = queue.submit('invert', { steps: body.steps ?? defaultPhotoSteps() }, (ctx) =>
+            invertPhotoJob(studio, body, ctx),
+          );
+        } catch (e) {
+          if (e instanceof QueueFullError) throw new ApiError(429, e.message);
+          throw e;
+        }
         send(res, 202, jobView(queue, job));
       },
     ],

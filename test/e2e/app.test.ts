@@ -84,7 +84,7 @@ describe('styleclip serve in Chromium', { skip }, () => {
     await page.goto(`${srv.url}/`);
     await page.waitForSelector('body[data-ready="true"]');
     assert.equal(await page.locator('#gallery .thumb').count(), 6);
-    assert.match((await page.locator('.note').textContent()) ?? '', /not supported yet/);
+    assert.match((await page.locator('.note').textContent()) ?? '', /or a photo of a face/);
 
     await page.locator('#gallery .thumb').nth(2).click();
     await waitText('status', /^seed:2$/);

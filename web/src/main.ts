@@ -3,6 +3,8 @@
  * optimization, mapper). It speaks only the JSON API documented in the README.
  */
 
+import { initPhotoUpload } from './photo.js';
+
 interface GalleryItem {
   id: string;
   label: string;
@@ -186,6 +188,8 @@ $<HTMLInputElement>('upload').addEventListener('change', async (ev) => {
     setStatus(`upload failed: ${(e as Error).message}`);
   }
 });
+
+initPhotoUpload($<HTMLInputElement>('photo'), { api, addThumb, select, setStatus, setAfter });
 
 // --- tabs ---------------------------------------------------------------------------------------------
 
