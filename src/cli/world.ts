@@ -108,7 +108,9 @@ async function sample(o: z.infer<typeof SampleFlags>): Promise<void> {
   if (!o.out) return;
   const n = faces.length;
   const s = o.size;
+  const t0 = performance.now();
   const images = toSignedNCHW(await renderFaces(faces, s), n, s);
+  const seconds = (performance.now() - t0) / 1000;
   const out = o.out;
   const writes: [string, () => unknown][] = [];
   if (o.grid || n === 1)
@@ -129,7 +131,7 @@ async function sample(o: z.infer<typeof SampleFlags>): Promise<void> {
     }
   await writeOutputs(writes);
   process.stderr.write(
-    `drew ${n} face(s) at ${s}x${s} from seed ${faces[0].seed}: ${o.grid || n === 1 ? out : `${numbered(out, 0, n)} ...`}\n`,
+    `drew ${n} face(s) at ${s}x${s} from seed ${faces[0].seed} in ${seconds.toFixed(2)} s (${Math.round(n / seconds)} faces/s): ${o.grid || n === 1 ? out : `${numbered(out, 0, n)} ...`}\n`,
   );
 }
 
@@ -164,6 +166,7 @@ const TrainFlags = z.object({
     .refine((n) => n >= 1, { message: 'must be at least 1' })
     .default(50),
   release: z.string().optional(),
+  augment: z.boolean().default(false),
 });
 
 async function trainCmd(o: z.infer<typeof TrainFlags>): Promise<void> {

@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { Adam, type OptimizerStateJSON, type Param as OptParam } from '../edit/optim.js';
 import { loadSafetensors, saveSafetensors } from '../io/safetensors.js';
 import type { Tensor } from '../io/tensor.js';
+import { MT19937 } from '../util/random.js';
 import { FAMILY_NAMES, type Face, type Family, sampleFace } from './attributes.js';
 import {
   AttributeClassifier,
@@ -45,6 +46,11 @@ export interface ClassifierTrainOptions {
   evalEvery: number;
   threads?: number;
   config?: ClassifierConfig;
+  /**
+   * Degrade each training face a little (see `degrade`), so that the classifier also reads a generator's
+   * softer, noisier images. Off by default (the shipped classifier was trained without it).
+   */
+  augment?: boolean;
 }
 
 export type FamilyAccuracy = Record<Family, number>;
@@ -58,6 +64,42 @@ export async function drawBatch(
   const faces = Array.from({ length: n }, (_, i) => sampleFace(base + i));
   const rgb = await renderFaces(faces, size, 2);
   return { faces, x: toSignedNCHW(rgb, n, size) };
+}
+
+/**
+ * A generator's images are softer and noisier than the drawings: with probability 1/2 a 3×3 box blur mixed
+ * in by a random amount, then Gaussian noise of σ up to 0.06, each drawn from `seed` (deterministic per
+ * batch). In place on NCHW [-1, 1] images.
+ */
+export function degrade(x: Float32Array, n: number, size: number, seed: number): void {
+  const mt = new MT19937(seed >>> 0);
+  const u = () => (mt.nextUint32() >>> 5) / 134217728;
+  const gauss = () => Math.sqrt(-2 * Math.log(1 - u())) * Math.cos(2 * Math.PI * u());
+  const hw = size * size;
+  const tmp = new Float32Array(hw);
+  for (let i = 0; i < n; i++) {
+    const blur = u() < 0.5 ? u() : 0;
+    const sigma = 0.06 * u();
+    for (let c = 0; c < 3; c++) {
+      const plane = x.subarray((i * 3 + c) * hw, (i * 3 + c + 1) * hw);
+      if (blur > 0) {
+        for (let y = 0; y < size; y++)
+          for (let xx = 0; xx < size; xx++) {
+            let acc = 0;
+            for (let dy = -1; dy <= 1; dy++)
+              for (let dx = -1; dx <= 1; dx++) {
+                const yy = Math.min(size - 1, Math.max(0, y + dy));
+                const xc = Math.min(size - 1, Math.max(0, xx + dx));
+                acc += plane[yy * size + xc];
+              }
+            tmp[y * size + xx] = acc / 9;
+          }
+        for (let p = 0; p < hw; p++) plane[p] += blur * (tmp[p] - plane[p]);
+      }
+      if (sigma > 0)
+        for (let p = 0; p < hw; p++) plane[p] = Math.min(1, Math.max(-1, plane[p] + sigma * gauss()));
+    }
+  }
 }
 
 /** Held-out accuracy per family (visible faces only), in batches of `batch`. */
@@ -109,6 +151,7 @@ function saveCheckpoint(file: string, o: ClassifierTrainOptions, st: CheckpointS
   saveSafetensors(file, tensors, {
     format: 'styleclip-ts/world-classifier-train/1',
     step: String(st.step),
+    augment: String(!!o.augment),
     seed: String(o.seed),
     batch: String(o.batch),
     adam_steps: JSON.stringify(adamSteps),
@@ -119,6 +162,11 @@ function loadCheckpoint(file: string, o: ClassifierTrainOptions, config: Classif
   const { tensors, metadata } = loadSafetensors(file);
   if (metadata.format !== 'styleclip-ts/world-classifier-train/1')
     throw new ClassifierError(`${file} is not a classifier training checkpoint`);
+  // Checkpoints from before the flag existed were trained without it.
+  if ((metadata.augment ?? 'false') !== String(!!o.augment))
+    throw new ClassifierError(
+      `${file} was trained ${metadata.augment === 'true' ? 'with' : 'without'} --augment; resume it the same way, or use another --out-dir`,
+    );
   if (Number(metadata.seed) !== o.seed || Number(metadata.batch) !== o.batch)
     throw new ClassifierError(
       `${file} was trained with seed ${metadata.seed} and batch ${metadata.batch}, this run asks for seed ${o.seed} and batch ${o.batch}: use the same, or another --out-dir`,
@@ -180,7 +228,11 @@ export async function trainClassifier(
     log({ step: st.step, heldOut: o.evalCount, accuracy: acc });
     return acc;
   };
-  const draw = (t: number) => drawBatch(TRAIN_BASE + t * o.batch, o.batch, config.size);
+  const draw = async (t: number) => {
+    const b = await drawBatch(TRAIN_BASE + t * o.batch, o.batch, config.size);
+    if (o.augment) degrade(b.x, o.batch, config.size, TRAIN_BASE + t);
+    return b;
+  };
   let next = st.step < o.steps ? draw(st.step) : null;
   let lossSum = 0;
   let lossCount = 0;
@@ -227,6 +279,7 @@ export async function trainClassifier(
       batch: String(o.batch),
       seed: String(o.seed),
       lr: String(o.lr),
+      augment: String(!!o.augment),
       held_out_accuracy: JSON.stringify(acc),
     });
   }

@@ -4,7 +4,7 @@
  * loss, masking of eyes behind sunglasses, and the float16 file round trip with named key errors.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -23,7 +23,7 @@ import {
   saveClassifier,
   targetsOf,
 } from '../../src/world/classifier.js';
-import { drawBatch } from '../../src/world/train-classifier.js';
+import { degrade, drawBatch, trainClassifier } from '../../src/world/train-classifier.js';
 
 const TINY: ClassifierConfig = { ...DEFAULT_CLASSIFIER, size: 32, channels: [4, 8, 8, 8], hidden: 16 };
 const B = 4;
@@ -151,5 +151,50 @@ describe('world attribute classifier', () => {
     assert.throws(() => loadClassifier(file), /missing convs\.0\.weight or fc\.weight/);
     saveSafetensors(file, { x: t(1) }, { format: 'other' });
     assert.throws(() => loadClassifier(file), /not a world classifier/);
+  });
+
+  it('degrade (--augment) is deterministic per seed, stays in [-1, 1] and changes the image a little', () => {
+    const a = batch.x.slice();
+    const b = batch.x.slice();
+    degrade(a, B, TINY.size, 7);
+    degrade(b, B, TINY.size, 7);
+    assert.deepEqual(a, b);
+    let diff = 0;
+    for (let i = 0; i < a.length; i++) {
+      assert.ok(a[i] >= -1 && a[i] <= 1);
+      diff += Math.abs(a[i] - batch.x[i]);
+    }
+    const mean = diff / a.length;
+    assert.ok(mean > 1e-3 && mean < 0.1, `mean change ${mean}`);
+  });
+
+  it('trains, stops, and resumes from its checkpoint to the same step count', async () => {
+    const out = join(dir, 'train');
+    const o = {
+      outDir: out,
+      steps: 2,
+      batch: B,
+      lr: 1e-3,
+      seed: 0,
+      saveEvery: 1,
+      logEvery: 1,
+      evalCount: 8,
+      evalEvery: 0,
+      threads: 1,
+      config: TINY,
+    };
+    const first = await trainClassifier(o);
+    assert.equal(first.step, 2);
+    assert.ok(existsSync(join(out, 'classifier.safetensors')));
+    const second = await trainClassifier({ ...o, steps: 3 });
+    assert.equal(second.step, 3);
+    const steps = readFileSync(join(out, 'log.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l))
+      .filter((r) => 'loss' in r)
+      .map((r) => r.step);
+    assert.deepEqual(steps, [1, 2, 3]);
+    await assert.rejects(() => trainClassifier({ ...o, steps: 4, augment: true }), /without --augment/);
   });
 });
