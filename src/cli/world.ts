@@ -58,9 +58,8 @@ const SampleFlags = z
     where: z.string().optional(),
     vary: z.enum(FAMILY_NAMES as [Family, ...Family[]]).optional(),
   })
-  .refine((o) => o.out !== undefined || o.labels || o.captions, {
-    message: 'give --out (images), --labels or --captions (JSON lines on stdout), or several',
-  });
+  // No --out and nothing to print: the picture goes to world-sample.png (as generate's generated.png).
+  .transform((o) => ({ ...o, out: o.out ?? (o.labels || o.captions ? undefined : 'world-sample.png') }));
 
 function numbered(file: string, i: number, n: number): string {
   if (n === 1) return file;
@@ -232,7 +231,10 @@ export function worldCommand(): Command {
     .option('--size <px>', 'image side in pixels (the dataset is 64)', '64')
     .option('--grid', 'write all faces as one grid image')
     .option('--cols <n>', 'faces per grid row (default: a square grid)')
-    .option('--out <file>', 'image file (.png/.jpg/.webp); several faces without --grid get _000, _001, ...')
+    .option(
+      '--out <file>',
+      'image file (.png/.jpg/.webp); several faces without --grid get _000, _001, ... (default world-sample.png unless --labels/--captions)',
+    )
     .option('--labels', "print each face's attributes as JSON lines")
     .option('--captions', 'print a caption per face as JSON lines (with --labels: on the same line)')
     .option('--where <filters>', 'only faces with these attributes, e.g. hairColor=purple,glasses=none')

@@ -212,7 +212,7 @@ describe('styleclip world sample (CLI)', () => {
       ],
       ['sample', '--count', '5', '--labels', '--where', 'hairColor=purple,glasses=none'],
       ['sample', '--count', '0', '--labels'],
-      ['sample', '--count', '2'],
+      ['sample', '--count', '2', '--out', 'faces.txt'],
       ['sample', '--where', 'hat=red', '--labels'],
       ['sample', '--vary', 'glasses', '--seed', '9', '--labels'],
     ]);
@@ -268,7 +268,7 @@ describe('styleclip world sample (CLI)', () => {
     assert.equal(r1.code, 2);
     assert.match(r1.err, /--count: must be in \[1, 10000\]/);
     assert.equal(r2.code, 2);
-    assert.match(r2.err, /give --out/);
+    assert.match(r2.err, /--out: must end in \.png, \.jpg or \.webp/);
     assert.equal(r3.code, 2);
     assert.match(r3.err, /unknown attribute family/);
     assert.doesNotMatch(r1.err + r2.err + r3.err, /\n\s+at /);
