@@ -37,6 +37,6 @@ export function workerCommand(): Command {
     .action(async (raw: unknown) => {
       const f = parseFlags(schema, raw);
       const threads = f.threads ?? Math.max(1, Math.floor(availableParallelism() / f.concurrency));
-      process.exitCode = await runWorker({ ...f, threads });
+      await runWorker({ ...f, threads });
     });
 }

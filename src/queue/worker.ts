@@ -13,6 +13,7 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { type Job, UnrecoverableError, WaitingError, Worker } from 'bullmq';
+import { UserError } from '../cli/common.js';
 import { Fs3Interrupted } from '../edit/fs3.js';
 import { ClipEncoder } from '../models/clip/encoder.js';
 import { loadClip } from '../models/clip/load.js';
@@ -49,8 +50,8 @@ export interface WorkerOptions {
 
 const HEARTBEAT_MS = 5000;
 
-/** Runs until SIGTERM/SIGINT (exit 0 after releasing its jobs) or a refusal (exit 1). Returns the exit code. */
-export async function runWorker(o: WorkerOptions): Promise<number> {
+/** Runs until SIGTERM/SIGINT (after releasing its jobs), or throws (exit 1) after refusing a run's jobs. */
+export async function runWorker(o: WorkerOptions): Promise<void> {
   const log = o.log ?? ((l: string) => process.stderr.write(`${l}\n`));
   const addr = parseRedisUrl(o.queue);
   await probe(addr);
@@ -58,7 +59,7 @@ export async function runWorker(o: WorkerOptions): Promise<number> {
   const id = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
   const redis = client(addr);
   let stopping = false;
-  let exitCode = 0;
+  let refusal: Error | undefined;
   let done = 0;
   const active = new Map<string, string>();
 
@@ -124,8 +125,8 @@ export async function runWorker(o: WorkerOptions): Promise<number> {
       if (e instanceof ModelMismatch) {
         // Not this job's fault: put it back for a worker with the right files, and stop taking jobs.
         await job.moveToWait(token);
-        log(`styleclip worker: error: ${e.message}`);
-        exitCode = 1;
+        log(`worker ${id}: job ${job.id} put back: this worker's model files differ from the run's`);
+        refusal ??= e;
         setImmediate(() => void shutdown());
         throw new WaitingError();
       }
@@ -205,5 +206,5 @@ export async function runWorker(o: WorkerOptions): Promise<number> {
     process.off('SIGINT', onSignal);
   }
   log(`worker ${id}: stopped after ${done} job(s)`);
-  return exitCode;
+  if (refusal) throw new UserError(refusal.message, 1);
 }
