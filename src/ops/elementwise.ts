@@ -11,7 +11,7 @@ import {
   type Operand,
   type TypeInfo,
 } from './op.js';
-import { cast, onnxDataType } from './shape.js';
+import { cast, onnxDataType, stopGradient } from './shape.js';
 
 export function broadcastShapes(a: Shape, b: Shape): number[] {
   const n = Math.max(a.length, b.length);
@@ -131,7 +131,9 @@ const ops: Record<string, Op> = {
       // For 0 < alpha < 1 the slope is clip(y·2^127, alpha, 1): one scale and one Clip instead of
       // compare, cast, scale and shift, two fewer passes over every activation in a StyleGAN2 backward.
       // Only outputs below float32's smallest normal (2^-126) would get alpha instead of 1.
-      if (alpha > 0 && alpha < 1) return mul(g, clip(mul(y, 2 ** 127), alpha, 1));
+      // The slope is a step function of y: stopGradient keeps a second derivative (R1, path length) from
+      // seeing the Clip's 2^127 scale in its sub-normal ramp.
+      if (alpha > 0 && alpha < 1) return mul(g, stopGradient(clip(mul(y, 2 ** 127), alpha, 1)));
       return mul(g, add(mul(positive(alpha > 0 ? y : x), 1 - alpha), alpha));
     },
     (node) => ({ alpha: A.float(node.attrs.alpha as number) }),
