@@ -1,12 +1,15 @@
 /**
  * `npm run bench -- semantic [global|mapper|optimization ...] [--seeds 50] [--alpha 4] [--beta 0.1]
- * [--opt-steps 100] [--prompts purple,smile]`: the semantic benchmark on the world's models
+ * [--opt-steps 100] [--prompts purple,smile] [--pictures DIR]`: the semantic benchmark on the world's models
  * (models/world/{generator.pt, clip.pt, fs3.npy, mappers/*.pt, classifier.safetensors}; see
  * src/world/semantic.ts for what is measured). One JSON line per method and prompt, then a table per method.
+ * `--pictures DIR` writes, per method and prompt, the first 8 edited faces before (top row) and after.
  * A method whose models are missing is skipped with a message naming the files; with none runnable the
  * benchmark exits 1.
  */
-import { worldDir } from '../src/world/models.js';
+import { join } from 'node:path';
+import { writeImage } from '../src/io/image.js';
+import { mapperSlug, worldDir } from '../src/world/models.js';
 import {
   METHODS,
   type Method,
@@ -18,10 +21,16 @@ import {
   WorldBench,
 } from '../src/world/semantic.js';
 
-function parseArgs(argv: string[]): { methods: Method[]; options: SemanticOptions; filter: string[] } {
+function parseArgs(argv: string[]): {
+  methods: Method[];
+  options: SemanticOptions;
+  filter: string[];
+  pictures?: string;
+} {
   const methods: Method[] = [];
   const options = { ...SEMANTIC_DEFAULTS };
   let filter: string[] = [];
+  let pictures: string | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = () => {
@@ -41,12 +50,15 @@ function parseArgs(argv: string[]): { methods: Method[]; options: SemanticOption
     else if (a === '--opt-steps') options.optSteps = number();
     else if (a === '--stats-samples') options.statsSamples = number();
     else if (a === '--prompts') filter = value().split(',');
-    else
+    else if (a === '--pictures') {
+      pictures = value();
+      options.keepImages = 8;
+    } else
       throw new Error(
-        `unknown argument ${a} (methods: ${METHODS.join(', ')}; flags: --seeds --alpha --beta --opt-steps --stats-samples --prompts)`,
+        `unknown argument ${a} (methods: ${METHODS.join(', ')}; flags: --seeds --alpha --beta --opt-steps --stats-samples --prompts --pictures DIR)`,
       );
   }
-  return { methods: methods.length ? methods : [...METHODS], options, filter };
+  return { methods: methods.length ? methods : [...METHODS], options, filter, pictures };
 }
 
 export default async function main(): Promise<void> {
@@ -85,7 +97,23 @@ export default async function main(): Promise<void> {
     const t0 = performance.now();
     const results = await bench.run(m, prompts, args.options);
     for (const r of results) {
-      const { details, ...row } = r;
+      const { details, images, ...row } = r;
+      if (args.pictures && images.length) {
+        // Row 1: the originals; row 2: the same faces edited (the first 8 edited seeds).
+        const S = bench.G.config.size;
+        const px = 3 * S * S;
+        const data = new Float32Array(2 * images.length * px);
+        images.forEach((im, k) => {
+          data.set(im.original, k * px);
+          data.set(im.edited, (images.length + k) * px);
+        });
+        const file = join(args.pictures, `${m}-${mapperSlug(r.prompt)}.png`);
+        await writeImage(
+          file,
+          { dtype: 'float32', shape: [2 * images.length, 3, S, S], data },
+          { cols: images.length },
+        );
+      }
       console.log(
         JSON.stringify({
           bench: 'semantic',

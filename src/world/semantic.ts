@@ -138,6 +138,8 @@ export interface SemanticOptions {
   psi: number;
   /** Stop a prompt after this many edited seeds (seeds whose original already has the target do not count). */
   limit?: number;
+  /** Keep the before/after images of the first this-many edited seeds (for pictures of what happened). */
+  keepImages?: number;
 }
 
 export const SEMANTIC_DEFAULTS: SemanticOptions = {
@@ -185,6 +187,8 @@ export interface PromptResult {
   l2: number;
   /** Per edited seed: whether it succeeded, and the families that changed. */
   details: { seed: number; success: boolean; changed: Family[]; before: Labels; after: Labels }[];
+  /** Before and after images [3, S, S] of the first `keepImages` edited seeds, in `details` order. */
+  images: { original: Float32Array; edited: Float32Array }[];
 }
 
 /** The world's models, loaded once for all methods. */
@@ -277,9 +281,11 @@ export class WorldBench {
     seeds: readonly number[],
     psi: number,
     limit: number | undefined,
+    keepImages: number,
     edit: (wplus: Float32Array) => Promise<{ original: Float32Array; edited: Float32Array; l2: number }>,
   ): Promise<PromptResult> {
     const details: PromptResult['details'] = [];
+    const images: PromptResult['images'] = [];
     let kept = 0;
     let same = 0;
     let gain = 0;
@@ -303,6 +309,7 @@ export class WorldBench {
       gain += (await this.clipScore(r.edited, p.prompt)) - (await this.clipScore(r.original, p.prompt));
       l2 += r.l2;
       details.push({ seed, success: after[p.family] === p.value, changed, before, after });
+      if (images.length < keepImages) images.push({ original: r.original.slice(), edited: r.edited.slice() });
     }
     const n = details.length;
     const successes = details.filter((d) => d.success).length;
@@ -317,6 +324,7 @@ export class WorldBench {
       clipGain: n ? gain / n : Number.NaN,
       l2: n ? l2 / n : Number.NaN,
       details,
+      images,
     };
   }
 
@@ -330,7 +338,7 @@ export class WorldBench {
     for (const p of prompts) {
       const boundary = editor.boundary(await editor.direction(p.prompt, o.neutral), o.beta);
       out.push(
-        await this.measure('global', p, o.seeds, o.psi, o.limit, async (w) => {
+        await this.measure('global', p, o.seeds, o.psi, o.limit, o.keepImages ?? 0, async (w) => {
           const codes = await stylesFromWplus(W, w, 1);
           const original = await renderStyles(W, codes, 1);
           const edited = await renderStyles(W, applyBoundary(codes, boundary.delta, [o.alpha]), 1);
@@ -351,7 +359,7 @@ export class WorldBench {
       if (!existsSync(file)) continue;
       const ap = await MapperApplier.create(loadMapper(file).weights, this.G.weights, { before: true });
       out.push(
-        await this.measure('mapper', p, o.seeds, o.psi, o.limit, async (w) => {
+        await this.measure('mapper', p, o.seeds, o.psi, o.limit, o.keepImages ?? 0, async (w) => {
           const r = await ap.run(w);
           let ss = 0;
           for (let i = 0; i < w.length; i++) ss += (r.edited[i] - w[i]) ** 2;
@@ -372,7 +380,7 @@ export class WorldBench {
     for (const p of prompts) {
       const text = await promptFeatures(this.clip, p.prompt);
       out.push(
-        await this.measure('optimization', p, o.seeds, o.psi, o.limit, async (w) => {
+        await this.measure('optimization', p, o.seeds, o.psi, o.limit, o.keepImages ?? 0, async (w) => {
           const original = (await this.G.synthesize(w)).data as Float32Array;
           const r = await runOptimization(await opt.start(w, text));
           let ss = 0;
