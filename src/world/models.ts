@@ -59,6 +59,29 @@ export function mapperSlug(prompt: string): string {
   );
 }
 
+/** How each kind of world model is made, for the message when it is missing. */
+const HOW: Record<WorldModel, string> = {
+  generator: 'styleclip train gan',
+  clip: 'styleclip train clip --world COUNT',
+  fs3: 'styleclip global precompute',
+  classifier: 'styleclip world train-classifier',
+  mappers: 'styleclip mapper train',
+};
+
+/**
+ * The message for a command that got no model flag and finds no world model either: which flag to give,
+ * and how the world's model is made.
+ */
+export function missingModelMessage(
+  kind: WorldModel,
+  flag: string,
+  env: NodeJS.ProcessEnv = process.env,
+): string {
+  const where =
+    kind === 'mappers' ? join(worldDir(env), 'mappers') : join(worldDir(env), WORLD_FILES[kind][0]);
+  return `give ${flag} FILE (there is no world ${kind === 'mappers' ? 'mapper' : kind} at ${where} yet; it is made with \`${HOW[kind]}\`)`;
+}
+
 /** The path a command would use: the user's flag when given, else the world model, else null. */
 export function resolveModel(flag: string | undefined, kind: WorldModel, name?: string): string | null {
   return flag ?? worldModelPath(kind, name);

@@ -26,6 +26,7 @@ import { clipResample } from '../edit/losses.js';
 import { MapperApplier } from '../edit/mapper/apply.js';
 import { loadMapper } from '../edit/mapper/checkpoint.js';
 import { LatentOptimizer, promptFeatures, runOptimization } from '../edit/optimize.js';
+import { cachedStyleStats } from '../edit/stats-cache.js';
 import { Graph } from '../graph/graph.js';
 import { ClipEncoder } from '../models/clip/encoder.js';
 import { loadClip } from '../models/clip/load.js';
@@ -138,6 +139,8 @@ export interface SemanticOptions {
   psi: number;
   /** Stop a prompt after this many edited seeds (seeds whose original already has the target do not count). */
   limit?: number;
+  /** Keep channel statistics in the user's cache folder, per generator file content (as `global edit`). */
+  cacheStats?: boolean;
   /** Keep the before/after images of the first this-many edited seeds (for pictures of what happened). */
   keepImages?: number;
 }
@@ -332,7 +335,18 @@ export class WorldBench {
   async globalDirections(prompts: readonly SemanticPrompt[], o: SemanticOptions): Promise<PromptResult[]> {
     const W = this.G.weights;
     const fs3 = loadFs3(join(this.dir, WORLD_FILES.fs3[0]), W.config, this.clip.config.embedDim);
-    const { stats } = await sampleStyleStats(W, { samples: o.statsSamples });
+    const compute = async () => (await sampleStyleStats(W, { samples: o.statsSamples })).stats;
+    const stats =
+      (o.cacheStats ?? true)
+        ? (
+            await cachedStyleStats(
+              join(this.dir, WORLD_FILES.generator[0]),
+              W.config,
+              o.statsSamples,
+              compute,
+            )
+          ).stats
+        : await compute();
     const editor = new GlobalEditor(W, this.encoder, fs3.data, stats);
     const out: PromptResult[] = [];
     for (const p of prompts) {

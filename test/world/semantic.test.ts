@@ -87,7 +87,7 @@ describe('semantic benchmark harness (fixture models)', () => {
 
   it('measures every method end to end and prints a table per method', async () => {
     const bench = WorldBench.load(dir);
-    const o = { ...SEMANTIC_DEFAULTS, seeds: [0, 1], statsSamples: 50, optSteps: 2 };
+    const o = { ...SEMANTIC_DEFAULTS, seeds: [0, 1], statsSamples: 50, optSteps: 2, cacheStats: false };
     for (const m of ['global', 'mapper', 'optimization'] as const) {
       const results = await bench.run(m, purple, o);
       assert.equal(results.length, 1, m);

@@ -13,7 +13,7 @@ import sharp from 'sharp';
 import { FAMILIES, FAMILY_NAMES, parseWhere, sampleFace, visible } from '../../src/world/attributes.js';
 import { attributePrompt, caption, TEMPLATES } from '../../src/world/captions.js';
 import { WorldCaptions, WorldImages } from '../../src/world/dataset.js';
-import { mapperSlug, worldModelPath } from '../../src/world/models.js';
+import { mapperSlug, missingModelMessage, worldModelPath } from '../../src/world/models.js';
 import { faceSvg, renderFace } from '../../src/world/render.js';
 import { ROOT } from '../helpers.js';
 
@@ -146,6 +146,10 @@ describe('world models', () => {
     assert.equal(worldModelPath('mappers', 'Purple hair', env), join(dir, 'mappers', 'purple_hair.pt'));
     assert.equal(worldModelPath('mappers', 'mohawk', env), null);
     assert.equal(mapperSlug('a face with a Mohawk!'), 'a_face_with_a_mohawk');
+    assert.match(
+      missingModelMessage('clip', '--clip', env),
+      /^give --clip FILE \(there is no world clip at .*clip\.pt yet; it is made with `styleclip train clip/,
+    );
   });
 
   it('the default folder is models/world of the repository', () => {
