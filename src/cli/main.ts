@@ -1,5 +1,6 @@
 /** The `styleclip` command: each subcommand lives in its own file and registers here. */
 import { Command, CommanderError } from 'commander';
+import { resolveModelArgs } from '../download/resolve.js';
 import { addDeviceOption, reportError } from './common.js';
 import { downloadCommand } from './download.js';
 import { embedCommand } from './embed.js';
@@ -42,7 +43,8 @@ export async function main(argv: string[]): Promise<number> {
   program.exitOverride();
   for (const c of program.commands) c.exitOverride();
   try {
-    await program.parseAsync(argv);
+    // Known model names (`--generator ffhq`) become their cached paths before any command parses them.
+    await program.parseAsync(resolveModelArgs(argv));
     return 0;
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : e.exitCode || 2;

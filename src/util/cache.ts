@@ -16,3 +16,8 @@ export function cacheSubdir(name: string, env: NodeJS.ProcessEnv = process.env):
   mkdirSync(dir, { recursive: true });
   return dir;
 }
+
+/** Where `styleclip download` puts published models, and where `--generator ffhq` and the like look. */
+export function modelsDir(env: NodeJS.ProcessEnv = process.env): string {
+  return join(cacheDir(env), 'models');
+}
