@@ -1,6 +1,6 @@
 /**
- * Builds the page into web/dist: esbuild bundles and minifies src/main.ts; index.html and style.css are
- * copied. `npm run build` runs it (so `npm ci` does too); the e2e tests call buildWeb() themselves.
+ * Builds the page into web/dist: esbuild bundles and minifies src/main.ts; index.html, style.css and the
+ * icon are copied. `npm run build` runs it (so `npm ci` does too); the e2e tests call buildWeb() themselves.
  */
 import { copyFileSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -21,7 +21,7 @@ export async function buildWeb(out = join(here, 'dist')): Promise<string> {
     outfile: join(out, 'app.js'),
     logLevel: 'warning',
   });
-  for (const f of ['index.html', 'style.css']) copyFileSync(join(here, f), join(out, f));
+  for (const f of ['index.html', 'style.css', 'favicon.svg']) copyFileSync(join(here, f), join(out, f));
   return out;
 }
 

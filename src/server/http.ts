@@ -171,7 +171,7 @@ export async function startServer(studio: Studio, options: ServerOptions = {}): 
       /^\/api\/images\/([^/]+)$/,
       async (_q, res, m) => {
         const id = decodeURIComponent(m[1]);
-        if (!/^(latents:\d+|seed:\d{1,9}|upload:[\w-]+:\d+)$/.test(id))
+        if (!/^(latents:\d+|seed:\d{1,10}|upload:[\w-]+:\d+)$/.test(id))
           throw new ApiError(400, 'image must be latents:N, seed:N or upload:ID:N');
         send(res, 200, { id, image: (await studio.original(id)).png });
       },
@@ -217,8 +217,7 @@ export async function startServer(studio: Studio, options: ServerOptions = {}): 
       'POST',
       /^\/api\/jobs\/optimize$/,
       async (req, res) => {
-        const body = await json(req, OptimizeRequest);
-        studio.validateOptimize(body);
+        const body = studio.validateOptimize(await json(req, OptimizeRequest));
         let job: Job;
         try {
           job = queue.submit('optimize', body, (ctx) => studio.optimize(body, ctx));
@@ -304,7 +303,9 @@ export async function startServer(studio: Studio, options: ServerOptions = {}): 
   ];
 
   const staticFile = (path: string, res: ServerResponse): boolean => {
-    const rel = normalize(decodeURIComponent(path === '/' ? '/index.html' : path)).replace(/^[/\\]+/, '');
+    // Browsers ask for /favicon.ico whatever the page links; the page's icon is an SVG.
+    const asked = path === '/' ? '/index.html' : path === '/favicon.ico' ? '/favicon.svg' : path;
+    const rel = normalize(decodeURIComponent(asked)).replace(/^[/\\]+/, '');
     const file = join(webRoot, rel);
     if (!file.startsWith(webRoot + sep) || !existsSync(file) || !extname(file)) return false;
     const body = readFileSync(file);

@@ -31,7 +31,7 @@ const text = (what: string) =>
 export const imageId = z
   .string()
   .max(100)
-  .regex(/^(latents:\d+|seed:\d{1,9}|upload:[\w-]+:\d+)$/, 'image must be latents:N, seed:N or upload:ID:N');
+  .regex(/^(latents:\d+|seed:\d{1,10}|upload:[\w-]+:\d+)$/, 'image must be latents:N, seed:N or upload:ID:N');
 
 export const GlobalEditRequest = z.strictObject({
   image: imageId,

@@ -28,7 +28,7 @@ import { LatentOptimizer, type OptimizeConfig } from '../edit/optimize.js';
 import { toUint8 } from '../io/image.js';
 import { loadArcFace } from '../models/arcface/load.js';
 import type { ArcFaceModel } from '../models/arcface/model.js';
-import { ClipEncoder } from '../models/clip/encoder.js';
+import { ClipEncoder, ZeroDirectionError } from '../models/clip/encoder.js';
 import { loadClip } from '../models/clip/load.js';
 import type { ClipModel } from '../models/clip/model.js';
 import { TextTooLongError, tokenize } from '../models/clip/tokenizer.js';
@@ -227,6 +227,8 @@ export class Studio {
     if (entry?.wplus) return entry.wplus;
     const m = /^seed:(\d+)$/.exec(id);
     if (!m) throw new ApiError(404, `no image "${id}" in the gallery (GET /api/gallery lists them)`);
+    if (Number(m[1]) > 0xffffffff)
+      throw new ApiError(400, `image: seeds go from 0 to 4294967295, not ${m[1]}`);
     const D = this.config.styleDim;
     const w = await this.lane.run('interactive', () => this.sg.mapping(seededZ(Number(m[1]), 1, D)));
     const wplus = await this.lane.run('interactive', () =>
@@ -297,23 +299,35 @@ export class Studio {
     return this.editor;
   }
 
-  private checkText(...texts: string[]): void {
-    try {
-      tokenize(texts, { contextLength: this.models.clip.config.contextLength });
-    } catch (e) {
-      if (e instanceof TextTooLongError) throw new ApiError(400, e.message);
-      throw e;
-    }
+  /** Each text fits CLIP's context; an error names its field, as every 400 does (`prompt: …`). */
+  private checkText(fields: Record<string, string>): void {
+    for (const [field, text] of Object.entries(fields))
+      try {
+        tokenize([text], { contextLength: this.models.clip.config.contextLength });
+      } catch (e) {
+        if (e instanceof TextTooLongError)
+          throw new ApiError(
+            400,
+            `${field}: ${e.message.replace(/; shorten it or truncate it$/, '; shorten it')}`,
+          );
+        throw e;
+      }
   }
 
   async boundary(target: string, neutral: string, beta: number): Promise<Boundary> {
     const ed = await this.globalEditor();
-    this.checkText(target, neutral);
-    // A known direction needs no engine call, so the channel count never waits behind a render.
+    this.checkText({ target, neutral });
+    // A known direction needs no engine call, so the channel count never waits behind a render. The
+    // directions are kept here (LRU), not in the editor, whose own cache would grow with every new text.
     const key = `${target}\0${neutral}`;
     let dt = this.directions.get(key);
     if (!dt) {
-      dt = await this.lane.run('interactive', () => ed.direction(target, neutral));
+      try {
+        dt = await this.lane.run('interactive', () => this.clipEncoder.textDirection(target, neutral));
+      } catch (e) {
+        if (e instanceof ZeroDirectionError) throw new ApiError(400, `target: ${e.message}`);
+        throw e;
+      }
       remember(this.directions, key, dt);
     }
     return globalBoundary(ed.fs3, dt, ed.stats.std, this.config, beta);
@@ -377,9 +391,22 @@ export class Studio {
 
   // --- latent optimization -----------------------------------------------------------------------------
 
-  /** Checks what a job needs before it is queued, so a bad request is a 4xx, not a failed job. */
-  validateOptimize(r: OptimizeRequest): void {
-    if (r.mode === 'edit' && !r.image) throw new ApiError(400, 'image: required in edit mode');
+  /**
+   * Checks what a job needs before it is queued, so a bad request is a 4xx, not a failed job; returns the
+   * request with its defaults filled in (edit mode without an image starts from seed:0, as the CLI does).
+   */
+  validateOptimize(body: OptimizeRequest): OptimizeRequest {
+    const r = body.mode === 'edit' && !body.image ? { ...body, image: 'seed:0' } : body;
+    if (r.mode === 'free' && r.idLambda > 0)
+      throw new ApiError(
+        400,
+        'idLambda: the ID loss applies in edit mode only (free mode has no image to keep)',
+      );
+    if (r.mode === 'free' && body.image)
+      throw new ApiError(
+        400,
+        'image: free mode starts from the mean latent; leave image out or use mode "edit"',
+      );
     if (r.mode === 'edit' && r.idLambda > 0 && !this.models.arcface)
       throw new ApiError(
         409,
@@ -387,7 +414,8 @@ export class Studio {
       );
     if (r.image && !this.gallery.has(r.image) && !/^seed:/.test(r.image))
       throw new ApiError(404, `no image "${r.image}" in the gallery`);
-    this.checkText(r.prompt);
+    this.checkText({ prompt: r.prompt });
+    return r;
   }
 
   private optimizer(cfg: OptimizeConfig): Promise<LatentOptimizer> {
@@ -446,14 +474,15 @@ export class Studio {
         ...(show ? { image: await image(s.image), imageStep: s.step } : {}),
       });
     }
-    if (ctx.cancelled) return { steps: run.stepsDone, stopped: true, image: null, losses: null };
+    // A cancelled job keeps what it reached, as the CLI does on Ctrl-C: its image, and its W+ in the gallery.
+    const stopped = ctx.cancelled;
     const final = await bg(() => run.evaluate());
     // A W+ result joins the gallery, so it can be edited further (global directions, mappers).
     let added: GalleryItem | null = null;
-    if (run.wplus) {
+    if (run.wplus && run.stepsDone > 0) {
       const item: GalleryItem = {
         id: `upload:opt${++this.uploadCount}:0`,
-        label: `optimized: ${r.prompt}`,
+        label: `optimized${stopped ? ` (${run.stepsDone} of ${r.steps} steps)` : ''}: ${r.prompt}`,
         source: 'upload',
       };
       this.gallery.set(item.id, { item, wplus: run.wplus.slice() });
@@ -462,7 +491,7 @@ export class Studio {
     }
     return {
       steps: run.stepsDone,
-      stopped: false,
+      stopped,
       added,
       image: await image(final.image),
       losses: { loss: final.loss, clip: final.clip, l2: final.l2, id: final.id },

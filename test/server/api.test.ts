@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { after, before, describe, test } from 'node:test';
@@ -127,15 +127,33 @@ describe('styleclip serve API', () => {
     assert.match(r.json.error as string, /^name:/);
   });
 
-  test('the CLI explains a missing model file and exits 2', () => {
+  test('the CLI explains a missing model file and exits 2', async () => {
     const main = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
-    const p = spawnSync(
-      process.execPath,
-      ['--import', 'tsx', main, 'serve', '--generator', 'no/such/generator.pt', '--clip', FIXTURE_FILES.clip],
-      { encoding: 'utf8', timeout: 30_000 },
-    );
+    // Not spawnSync: blocking this process (the server's) for seconds lets the keep-alive timer close the
+    // client's pooled socket just as the next test reuses it ("fetch failed").
+    const p = await new Promise<{ status: number | null; stderr: string }>((resolve) => {
+      const child = spawn(
+        process.execPath,
+        [
+          '--import',
+          'tsx',
+          main,
+          'serve',
+          '--generator',
+          'no/such/generator.pt',
+          '--clip',
+          FIXTURE_FILES.clip,
+        ],
+        { timeout: 30_000 },
+      );
+      let stderr = '';
+      child.stderr.on('data', (c) => {
+        stderr += c;
+      });
+      child.on('close', (status) => resolve({ status, stderr }));
+    });
     assert.equal(p.status, 2, p.stderr);
-    assert.match(p.stderr, /--generator: generator file not found/);
+    assert.match(p.stderr, /--generator: file not found: no\/such\/generator\.pt/);
     assert.doesNotMatch(p.stderr, /at .*\.ts:\d+/, 'no stack trace');
   });
 

@@ -68,17 +68,44 @@ function showMessage(id: string, text: string, error = false): void {
   el.classList.toggle('error', error);
 }
 
-function setAfter(src: string, caption: string): void {
+// Each tool panel owns its result: what the right-hand image shows is the result of the open panel (or the
+// original while it has none), so a running optimization never overwrites a global edit on screen, and
+// Download saves what is shown.
+type Panel = 'global' | 'optimize' | 'mapper';
+interface Result {
+  src: string;
+  caption: string;
+}
+const results: Record<Panel, Result | null> = { global: null, optimize: null, mapper: null };
+
+function showAfter(): void {
+  const r = results[currentTab];
   const img = $<HTMLImageElement>('after');
-  img.src = src;
+  const original = $<HTMLImageElement>('before').getAttribute('src');
+  const src = r?.src ?? original;
+  if (src) img.src = src;
+  else img.removeAttribute('src');
+  $('after-caption').textContent = r?.caption ?? 'Edited';
+  $<HTMLButtonElement>('download').disabled = !src;
+}
+
+/** Shows an image that belongs to no panel (a photo's reconstruction) until a panel shows its own. */
+function setAfter(src: string, caption: string): void {
+  $<HTMLImageElement>('after').src = src;
   $('after-caption').textContent = caption;
   $<HTMLButtonElement>('download').disabled = false;
+}
+
+function setResult(panel: Panel, src: string, caption: string): void {
+  results[panel] = { src, caption };
+  if (panel === currentTab) showAfter();
 }
 
 $('download').addEventListener('click', () => {
   const a = document.createElement('a');
   a.href = $<HTMLImageElement>('after').src;
-  a.download = `styleclip_${(state.selected ?? 'image').replace(/[^\w-]+/g, '_')}.png`;
+  const what = currentTab === 'global' ? '' : `${currentTab}_`;
+  a.download = `styleclip_${what}${(state.selected ?? 'image').replace(/[^\w-]+/g, '_')}.png`;
   a.click();
 });
 
@@ -103,7 +130,10 @@ function addThumb(item: GalleryItem): void {
   b.setAttribute('aria-label', item.label);
   const img = document.createElement('img');
   img.alt = item.label;
-  b.append(img);
+  const label = document.createElement('span');
+  label.className = 'thumb-label';
+  label.textContent = item.label;
+  b.append(img, label);
   b.addEventListener('click', () => void select(item.id));
   $('gallery').append(b);
   thumbQueue.push([item.id, img]);
@@ -136,7 +166,10 @@ async function select(id: string): Promise<void> {
     const src = await original(id);
     if (state.selected !== id) return;
     $<HTMLImageElement>('before').src = src;
-    setAfter(src, 'Edited');
+    // The global and mapper results were of the previous image; an optimization's belongs to its job.
+    results.global = null;
+    results.mapper = null;
+    showAfter();
     setStatus(id);
     if (currentTab === 'global' && $<HTMLInputElement>('target').value.trim()) globalRender(false);
   } catch (e) {
@@ -151,13 +184,23 @@ async function loadGallery(): Promise<void> {
   if (images.length) await select(images[0].id);
 }
 
+/** The seeds the CLI takes: RandomState's 0 … 2^32 − 1. */
+const MAX_SEED = 0xffffffff;
+
 $('seed-form').addEventListener('submit', (ev) => {
   ev.preventDefault();
-  const v = $<HTMLInputElement>('seed').value.trim();
-  if (!/^\d{1,9}$/.test(v)) return;
-  const id = `seed:${Number(v)}`;
+  const input = $<HTMLInputElement>('seed');
+  const v = input.value.trim();
+  const n = Number(v);
+  if (!/^\d+$/.test(v) || n > MAX_SEED) {
+    setStatus(`seed must be a whole number from 0 to ${MAX_SEED}${v ? `, not ${v}` : ''}`);
+    input.setAttribute('aria-invalid', 'true');
+    return;
+  }
+  input.removeAttribute('aria-invalid');
+  const id = `seed:${n}`;
   if (!document.querySelector(`#gallery button[data-id="${id}"]`))
-    addThumb({ id, label: `seed ${v}`, source: 'seed' });
+    addThumb({ id, label: `seed ${n}`, source: 'seed' });
   void select(id);
 });
 
@@ -193,14 +236,15 @@ initPhotoUpload($<HTMLInputElement>('photo'), { api, addThumb, select, setStatus
 
 // --- tabs ---------------------------------------------------------------------------------------------
 
-let currentTab = 'global';
+let currentTab: Panel = 'global';
 for (const b of document.querySelectorAll<HTMLButtonElement>('.tabs button'))
   b.addEventListener('click', () => {
-    currentTab = b.dataset.tab!;
+    currentTab = b.dataset.tab as Panel;
     for (const o of document.querySelectorAll<HTMLButtonElement>('.tabs button'))
       o.setAttribute('aria-selected', String(o === b));
     for (const p of document.querySelectorAll<HTMLElement>('.panel'))
       p.hidden = p.id !== `panel-${currentTab}`;
+    showAfter();
   });
 
 // --- global directions --------------------------------------------------------------------------------
@@ -256,7 +300,8 @@ async function globalRequest(preview: boolean): Promise<void> {
     if (seq < shown || body.image !== state.selected) return; // stale
     shown = seq;
     $('channels').textContent = String(r.numChannels);
-    setAfter(
+    setResult(
+      'global',
       r.image,
       `α ${body.alpha.toFixed(1)} · β ${body.beta.toFixed(2)}${r.preview ? ` · preview ${r.size}²` : ''}`,
     );
@@ -351,7 +396,7 @@ $('opt-run').addEventListener('click', async () => {
           'opt-status',
           `step ${e.step}/${e.steps} · loss ${e.loss.toFixed(4)} · clip ${e.clip?.toFixed(4)}`,
         );
-      if (e.image) setAfter(e.image, `optimization, step ${e.step}`);
+      if (e.image) setResult('optimize', e.image, `optimization, step ${e.step}`);
     });
     const finish = (text: string, error = false) => {
       source.close();
@@ -363,11 +408,18 @@ $('opt-run').addEventListener('click', async () => {
       bar.value = bar.max;
       const added = (e as { added?: GalleryItem | null }).added;
       if (added && !document.querySelector(`#gallery .thumb[data-id="${added.id}"]`)) addThumb(added);
-      if (e.image) setAfter(e.image, `optimized: “${body.prompt}”`);
+      if (e.image) setResult('optimize', e.image, `optimized: “${body.prompt}”`);
       finish(`done: ${body.steps} steps`);
     });
     on('failed', (e) => finish(`failed: ${e.error}`, true));
-    on('cancelled', (e) => finish(`cancelled after ${e.step ?? (e as { steps?: number }).steps ?? 0} steps`));
+    on('cancelled', (e) => {
+      // A cancelled job keeps what it reached (as the CLI does on Ctrl-C): its image and gallery entry.
+      const steps = e.step ?? (e as { steps?: number }).steps ?? 0;
+      const added = (e as { added?: GalleryItem | null }).added;
+      if (added && !document.querySelector(`#gallery .thumb[data-id="${added.id}"]`)) addThumb(added);
+      if (e.image) setResult('optimize', e.image, `cancelled after ${steps} steps: “${body.prompt}”`);
+      finish(`cancelled after ${steps} steps${added ? '; the result joined the gallery' : ''}`);
+    });
   } catch (e) {
     optBusy(false);
     showMessage('opt-status', (e as Error).message, true);
@@ -399,7 +451,7 @@ $('mapper-apply').addEventListener('click', async () => {
   showMessage('mapper-msg', 'applying…');
   try {
     const r = await api<EditAnswer>('/api/mapper', { image: state.selected, mapper, strength });
-    setAfter(r.image, `mapper ${mapper} · strength ${strength.toFixed(1)}`);
+    setResult('mapper', r.image, `mapper ${mapper} · strength ${strength.toFixed(1)}`);
     showMessage('mapper-msg', `applied ${mapper}`);
   } catch (e) {
     showMessage('mapper-msg', (e as Error).message, true);
