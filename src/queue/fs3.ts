@@ -215,7 +215,16 @@ export async function precomputeOnQueue(f: QueuedPrecompute): Promise<void> {
     if (!meta) meta = await startRun(f, run, gen, clipFile, per, redis);
     else process.stderr.write(`fs3: continuing run ${run.slice(0, 12)} (${meta.shards.length} shards)\n`);
     await enqueue(meta, f.batch, f.attempts ?? 3, queue);
-    const rows = await collect(meta, queue, redis);
+    const m = meta;
+    const requeue = () => enqueue(m, f.batch, f.attempts ?? 3, queue);
+    const onInt = () => {
+      process.stderr.write(
+        `\nfs3: the run goes on on the workers; run the same command again to follow and collect it\n`,
+      );
+      process.exit(130);
+    };
+    process.once('SIGINT', onInt);
+    const rows = await collect(meta, queue, redis, requeue).finally(() => process.off('SIGINT', onInt));
     writeFs3(f.out, rows);
     process.stdout.write(
       `wrote ${f.out}: ${rows.rows} x ${rows.embedDim} from ${meta.shards.length} shards on the queue\n`,
@@ -331,7 +340,7 @@ const rendersOf = (meta: Fs3RunMeta, i: number) => (meta.shards[i][2] - meta.sha
  * succeeds), decodes each result once into its place, and shows one progress bar over all renders. Ends
  * with an error naming the failed shards when nothing else is left to wait for.
  */
-async function collect(meta: Fs3RunMeta, queue: Queue, redis: Redis) {
+async function collect(meta: Fs3RunMeta, queue: Queue, redis: Redis, requeue: () => Promise<void>) {
   const n = meta.shards.length;
   const offsets: number[] = [];
   let rows = 0;
@@ -348,40 +357,69 @@ async function collect(meta: Fs3RunMeta, queue: Queue, redis: Redis) {
   const bar = progressBar(total, 'fs3 renders', 'shards {shards} | workers {workers}');
   let lastWorkers = 0;
   let lastWorkerCheck = 0;
+  let lastError = '';
+  // Jobs gone from Redis (one restarted without persistence, or flushed): add them again if the run's base is
+  // still there, else say so; the run cannot go on without it.
+  const recover = async (missing: number) => {
+    if (!(await redis.exists(keys.fs3Base(meta.run))))
+      throw new UserError(
+        `the run's data is gone from Redis (restarted without persistence, or flushed): run the same command again to start it over`,
+        1,
+      );
+    process.stderr.write(`fs3: ${missing} shard job(s) missing from Redis; queueing them again\n`);
+    await requeue();
+  };
   try {
     while (pending.size > failed.size) {
       let running = 0;
+      let missing = 0;
       try {
         const ids = [...pending].filter((i) => !failed.has(i));
         const jobs = await Promise.all(ids.map((i) => Job.fromId(queue, shardJobId(meta.run, i))));
         for (let k = 0; k < ids.length; k++) {
           const i = ids[k];
           const job = jobs[k];
-          if (!job) continue; // not there: a Redis that lost it; the next run of the command re-adds it
+          if (!job) {
+            missing++;
+            continue;
+          }
           if (job.finishedOn && job.returnvalue) {
-            const r = fs3Result.parse(job.returnvalue);
-            if (r.n !== meta.shards[i][2] - meta.shards[i][1])
-              throw new Error(`shard ${i} returned ${r.n} rows`);
-            if (!fs3) {
-              embedDim = r.e;
-              fs3 = new Float32Array(rows * embedDim);
+            try {
+              const r = fs3Result.parse(job.returnvalue);
+              if (r.n !== meta.shards[i][2] - meta.shards[i][1] || (fs3 && r.e !== embedDim))
+                throw new Error(`${r.n} rows of ${r.e}`);
+              const part = decodeRows(r.rows, r.n, r.e);
+              if (!fs3) {
+                embedDim = r.e;
+                fs3 = new Float32Array(rows * embedDim);
+              }
+              fs3.set(part, offsets[i] * embedDim);
+              pending.delete(i);
+              doneRenders += rendersOf(meta, i);
+            } catch (e) {
+              failed.set(i, `its result is unreadable (${(e as Error).message})`);
             }
-            fs3.set(decodeRows(r.rows, r.n, embedDim), offsets[i] * embedDim);
-            pending.delete(i);
-            doneRenders += rendersOf(meta, i);
           } else if (job.finishedOn && job.failedReason) {
             failed.set(i, `${job.failedReason} (after ${job.attemptsMade} attempts)`);
             bar.stop();
             process.stderr.write(`fs3: ${describeShard(meta, i)} failed: ${failed.get(i)}\n`);
           } else if (typeof job.progress === 'number') running += Math.min(job.progress, rendersOf(meta, i));
         }
+        if (missing > 0) await recover(missing);
         if (performance.now() - lastWorkerCheck > 5000) {
           lastWorkers = (await listWorkers(redis)).length;
           lastWorkerCheck = performance.now();
         }
-      } catch {
-        // Redis unreachable for a moment (a restart): try again on the next tick.
+      } catch (e) {
+        if (e instanceof UserError) throw e;
+        // Redis unreachable for a moment (a restart): say so once, try again on the next tick.
+        const msg = (e as Error).message;
+        if (msg !== lastError) process.stderr.write(`\nfs3: Redis: ${msg}; retrying\n`);
+        lastError = msg;
+        await new Promise((r) => setTimeout(r, 250));
+        continue;
       }
+      lastError = '';
       bar.update(doneRenders + running, { shards: `${n - pending.size}/${n}`, workers: lastWorkers });
       if (pending.size > failed.size) await new Promise((r) => setTimeout(r, 250));
     }

@@ -98,25 +98,29 @@ async function sweep(opts: Record<string, unknown>, cmd: Command): Promise<void>
     }
     const { args, files, steps } = await trainArgs(opts, cmd);
     mkdirSync(out, { recursive: true });
-    let added = 0;
-    for (const p of prompts) {
-      const state = await queue.getJobState(p.id);
-      if (state === 'failed') await (await Job.fromId(queue, p.id))?.retry('failed');
-      if (state !== 'unknown') continue;
+    // A fixed job id per prompt and folder: adding it again while it exists changes nothing.
+    const add = (p: Prompt) => {
       const data: MapperJob = { kind: 'mapper', prompt: p.prompt, out: p.out, args, files, steps };
-      await queue.add('mapper', data, {
+      return queue.add('mapper', data, {
         jobId: p.id,
         attempts,
         backoff: { type: 'exponential', delay: 5000 },
         removeOnComplete: false,
         removeOnFail: false,
       });
+    };
+    let added = 0;
+    for (const p of prompts) {
+      const state = await queue.getJobState(p.id);
+      if (state === 'failed') await (await Job.fromId(queue, p.id))?.retry('failed');
+      if (state !== 'unknown') continue;
+      await add(p);
       added++;
     }
     process.stderr.write(
       `mapper sweep: ${prompts.length} prompts (${added} queued now, ${prompts.length - added} already queued or done) into ${out}/\n`,
     );
-    await waitForSweep(prompts, steps, queue);
+    await waitForSweep(prompts, steps, queue, add);
     for (const p of prompts) await queue.remove(p.id).catch(() => 0);
     process.stdout.write(
       `mapper sweep: all ${prompts.length} mappers trained, in ${out}/<prompt>/checkpoints/\n`,
@@ -178,7 +182,12 @@ async function trainArgs(opts: Record<string, unknown>, cmd: Command) {
   return { args, files, steps };
 }
 
-async function waitForSweep(prompts: Prompt[], steps: number, queue: Queue): Promise<void> {
+async function waitForSweep(
+  prompts: Prompt[],
+  steps: number,
+  queue: Queue,
+  add: (p: Prompt) => Promise<unknown>,
+): Promise<void> {
   const bar = progressBar(prompts.length * steps, 'mapper steps', 'prompts {prompts}');
   const pending = new Set(prompts.map((_, i) => i));
   const failed = new Map<number, string>();
@@ -189,7 +198,10 @@ async function waitForSweep(prompts: Prompt[], steps: number, queue: Queue): Pro
         for (const i of pending) {
           if (failed.has(i)) continue;
           const job = await Job.fromId(queue, prompts[i].id);
-          if (!job) continue;
+          if (!job) {
+            await add(prompts[i]); // gone from Redis (a restart without persistence): again, from its checkpoint
+            continue;
+          }
           if (job.finishedOn && job.returnvalue) pending.delete(i);
           else if (job.finishedOn && job.failedReason) {
             failed.set(i, `${job.failedReason} (after ${job.attemptsMade} attempts)`);

@@ -151,7 +151,7 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
   let lastError = '';
   worker.on('error', (e) => {
     const msg = e.message;
-    if (msg !== lastError && !stopping) log(`worker ${id}: Redis: ${msg} (reconnecting)`);
+    if (msg !== lastError && !stopping) log(`worker ${id}: ${msg}`);
     lastError = msg;
   });
   worker.on('ready', () => {

@@ -68,14 +68,24 @@ describe('global precompute --queue', () => {
 
   it('a worker SIGKILLed mid-shard: the shard is retried on another worker, fs3 is bit-identical', async () => {
     const out = join(tmp, 'killed.npy');
-    const submit = track(styleclip([...RUN, '--shard-channels', '32', '--queue', redis.url, '--out', out]));
+    const cmd = [...RUN, '--shard-channels', '32', '--queue', redis.url, '--out', out];
+    const first = track(styleclip(cmd));
     const a = track(worker(redis.url));
     const [, shard] = await a.waitFor(/job (\S+) started/);
     await sleep(300); // loading the models and rendering: mid-shard
     a.child.kill('SIGKILL');
     await a.exited;
+    // The submitter dies too; the run lives on in Redis: --status shows it, the same command continues it.
+    first.child.kill('SIGKILL');
+    await first.exited;
+    const status = await styleclip([...cmd, '--status']).exited;
+    assert.equal(status.code, 0, status.output);
+    assert.match(status.output, /shards: \d of 9 done \(\d+ of 480 renders\), 1 running/);
     const b = track(worker(redis.url));
+    const submit = track(styleclip(cmd));
     const r = await submit.exited;
+    assert.match(r.output, /fs3: continuing run [0-9a-f]{12} \(9 shards\)/);
+    assert.match(r.output, /9 shards already queued or done/);
     assert.equal(r.code, 0, r.output);
     assert.match(r.output, /wrote .*killed\.npy: 240 x 64 from 9 shards/);
     assert.match(
