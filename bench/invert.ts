@@ -1,0 +1,190 @@
+/**
+ * `npm run bench -- invert [case]`: photo inversion figures (src/align, src/models/e4e, src/edit/invert.ts)
+ * on full-size random weights. Each case runs in its own child process. JSON lines {"bench":"invert",…}:
+ *
+ *   align_1024    detection + 68 landmarks + FFHQ warp of a 1024² photo (the astronaut fixture upscaled)
+ *                 to 1024² (limit 0.3 s); anchor: one sharp Lanczos resize of the same photo to 256²
+ *   e4e_256       Encoder4Editing forward at 256² with e4e_ffhq_encode's shapes (IR-SE50, 18 style
+ *                 blocks of 512; limit 0.4 s); anchor: the IR-SE50 body alone on the same input
+ *   invert_step   one optimization step at 1024² (W+, pixel MSE + CLIP ViT-B/32 image features), config-f
+ *                 generator (limit 2.5 s); anchor: one generator forward (blocked kernels) in the same run
+ */
+import { spawnSync } from 'node:child_process';
+import { loadavg } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import sharp from 'sharp';
+import { alignPhoto, readPhoto } from '../src/align/index.js';
+import { Inverter } from '../src/edit/invert.js';
+import { Graph } from '../src/graph/graph.js';
+import type { Tensor } from '../src/io/tensor.js';
+import { e4eSession } from '../src/models/e4e/load.js';
+import { E4eEncoder } from '../src/models/e4e/model.js';
+import { StyleGAN2 } from '../src/models/stylegan2/generator.js';
+import { fastNormal, randomGeneratorWeights } from '../src/models/stylegan2/weights.js';
+import { compile } from '../src/runtime/session.js';
+import { buildClip } from './clip.js';
+import { report, timeIt } from './report.js';
+
+const B = 'invert';
+const load1 = () => Number(loadavg()[0].toFixed(2));
+const ms = (x: number) => Number(x.toFixed(1));
+
+async function alignCase(): Promise<void> {
+  const png = await sharp(fileURLToPath(new URL('../test/fixtures/photos/astronaut.png', import.meta.url)))
+    .resize(1024, 1024, { kernel: 'lanczos3' })
+    .png()
+    .toBuffer();
+  const photo = await readPhoto(png);
+  const t = await timeIt(() => alignPhoto(photo, 1024), { runs: 7 });
+  const a = await timeIt(() => sharp(png).resize(256, 256, { kernel: 'lanczos3' }).raw().toBuffer(), {
+    runs: 7,
+  });
+  report(B, 'align_1024', t.median / 1000, 's', {
+    first_s: ms(t.first) / 1000,
+    min_s: Number((t.min / 1000).toFixed(3)),
+    limit: 0.3,
+    anchor: 'sharp_lanczos_1024_to_256',
+    anchor_ms: ms(a.median),
+    ratio: Number((t.median / a.median).toFixed(2)),
+    load: load1(),
+  });
+}
+
+/** e4e_ffhq_encode.pt's encoder shapes: IR-SE50 (64, 128, 256, 512; 3, 4, 14, 3 units), 18 style blocks. */
+function e4eStateDict(): Map<string, Tensor> {
+  const randn = fastNormal(3);
+  const sd = new Map<string, Tensor>();
+  const put = (k: string, shape: number[], fill?: number, std?: number) => {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const data =
+      fill === undefined
+        ? randn(new Float32Array(n), std ?? 1 / Math.sqrt(n / shape[0]))
+        : new Float32Array(n).fill(fill);
+    sd.set(k, { dtype: 'float32', shape, data });
+  };
+  const bn = (k: string, c: number) => {
+    put(`${k}.weight`, [c], 1);
+    put(`${k}.bias`, [c], 0);
+    put(`${k}.running_mean`, [c], 0);
+    put(`${k}.running_var`, [c], 1);
+  };
+  put('input_layer.0.weight', [64, 3, 3, 3]);
+  bn('input_layer.1', 64);
+  put('input_layer.2.weight', [64], 0.25);
+  const stages: [number, number, number][] = [
+    [64, 64, 3],
+    [64, 128, 4],
+    [128, 256, 14],
+    [256, 512, 3],
+  ];
+  let u = 0;
+  for (const [cin, d, n] of stages)
+    for (let k = 0; k < n; k++, u++) {
+      const i = k === 0 ? cin : d;
+      const p = `body.${u}`;
+      if (i !== d) {
+        put(`${p}.shortcut_layer.0.weight`, [d, i, 1, 1]);
+        bn(`${p}.shortcut_layer.1`, d);
+      }
+      bn(`${p}.res_layer.0`, i);
+      put(`${p}.res_layer.1.weight`, [d, i, 3, 3]);
+      put(`${p}.res_layer.2.weight`, [d], 0.25);
+      put(`${p}.res_layer.3.weight`, [d, d, 3, 3], undefined, 0.1 / Math.sqrt(d * 9));
+      bn(`${p}.res_layer.4`, d);
+      put(`${p}.res_layer.5.fc1.weight`, [d / 16, d, 1, 1]);
+      put(`${p}.res_layer.5.fc2.weight`, [d, d / 16, 1, 1]);
+    }
+  for (let s = 0; s < 18; s++) {
+    const convs = s < 3 ? 4 : s < 7 ? 5 : 6;
+    for (let k = 0; k < convs; k++) {
+      put(`styles.${s}.convs.${2 * k}.weight`, [512, 512, 3, 3]);
+      put(`styles.${s}.convs.${2 * k}.bias`, [512], 0);
+    }
+    put(`styles.${s}.linear.weight`, [512, 512], undefined, 1);
+    put(`styles.${s}.linear.bias`, [512], 0);
+  }
+  put('latlayer1.weight', [512, 256, 1, 1]);
+  put('latlayer1.bias', [512], 0);
+  put('latlayer2.weight', [512, 128, 1, 1]);
+  put('latlayer2.bias', [512], 0);
+  return sd;
+}
+
+async function e4eCase(): Promise<void> {
+  const enc = E4eEncoder.fromStateDict(e4eStateDict());
+  const S = 256;
+  const x = fastNormal(5)(new Float32Array(3 * S * S), 0.5);
+  const t0 = performance.now();
+  const net = await e4eSession(enc, S);
+  const build = (performance.now() - t0) / 1000;
+  const feed = { image: { shape: [1, 3, S, S], data: x } };
+  const t = await timeIt(() => net.run(feed), { runs: 5 });
+  const g = new Graph();
+  const units = enc.units(g.input('image', [1, 3, S, S]));
+  const body = await compile({ c3: units[units.length - 1] });
+  const a = await timeIt(() => body.run(feed), { runs: 5 });
+  report(B, 'e4e_256', t.median / 1000, 's', {
+    first_s: Number((t.first / 1000).toFixed(3)),
+    session_build_s: Number(build.toFixed(2)),
+    limit: 0.4,
+    anchor: 'irse50_body_256',
+    anchor_ms: ms(a.median),
+    ratio: Number((t.median / a.median).toFixed(2)),
+    load: load1(),
+  });
+}
+
+async function stepCase(): Promise<void> {
+  const generator = randomGeneratorWeights({ size: 1024, seed: 1 });
+  const clip = buildClip();
+  const S = 1024;
+  const t0 = performance.now();
+  const inv = await Inverter.create({ generator, clip }, { steps: 300, latentNoise: 0.05 });
+  const build = (performance.now() - t0) / 1000;
+  const target = fastNormal(7)(new Float32Array(3 * S * S), 0.5);
+  const run = await inv.start(target);
+  const t1 = performance.now();
+  await run.step();
+  const first = (performance.now() - t1) / 1000;
+  const times: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const t = performance.now();
+    await run.step();
+    times.push((performance.now() - t) / 1000);
+  }
+  times.sort((a, b) => a - b);
+  const G = new StyleGAN2(generator);
+  const w = run.wplus();
+  const a = await timeIt(() => G.synthesize(w), { runs: 3 });
+  const median = times[1];
+  report(B, 'invert_step_1024', median, 's', {
+    first_s: Number(first.toFixed(2)),
+    min_s: Number(times[0].toFixed(3)),
+    session_build_s: Number(build.toFixed(1)),
+    terms: 'mse+clip',
+    limit: 2.5,
+    anchor: 'generator_forward_1024',
+    anchor_ms: ms(a.median),
+    ratio: Number(((median * 1000) / a.median).toFixed(2)),
+    peak_rss_gb: Number((process.resourceUsage().maxRSS / 2 ** 20).toFixed(2)),
+    load: load1(),
+  });
+}
+
+const CASES: Record<string, () => Promise<void>> = { align: alignCase, e4e: e4eCase, step: stepCase };
+
+export default async function main(): Promise<void> {
+  const asked = process.argv.slice(3).filter((a) => a in CASES);
+  if (process.env.STYLECLIP_BENCH_CHILD) {
+    for (const c of asked) await CASES[c]();
+    return;
+  }
+  const self = fileURLToPath(new URL('./main.ts', import.meta.url));
+  for (const c of asked.length ? asked : Object.keys(CASES)) {
+    const r = spawnSync(process.execPath, [...process.execArgv, self, B, c], {
+      stdio: 'inherit',
+      env: { ...process.env, STYLECLIP_BENCH_CHILD: '1' },
+    });
+    if (r.status !== 0) throw new Error(`invert bench case ${c} failed (exit ${r.status})`);
+  }
+}
