@@ -3,6 +3,7 @@
  * methods. Everything here is what the CLI and the web app are built from.
  */
 
+export { alignPhoto, detectFaces, ImageError, readPhoto } from './align/index.js';
 // --- the engine: graphs, reverse-mode autodiff, ONNX, ONNX Runtime ----------------------------------------
 export { grad } from './autodiff/grad.js';
 // --- method 3: global directions ------------------------------------------------------------------------
@@ -17,6 +18,8 @@ export {
   wplusFromSeed,
 } from './edit/global.js';
 export { loadFs3, loadStyleStats, saveStyleStats } from './edit/global-io.js';
+export { type InvertConfig, Inverter, runInversion } from './edit/invert.js';
+export { invertPhoto } from './edit/invert-photo.js';
 // --- method 2: the latent mapper ------------------------------------------------------------------------
 export { MapperApplier } from './edit/mapper/apply.js';
 export { loadMapper, saveMapper } from './edit/mapper/checkpoint.js';
@@ -57,6 +60,7 @@ export { ClipEncoder } from './models/clip/encoder.js';
 export { loadClip } from './models/clip/load.js';
 export type { ClipModel } from './models/clip/model.js';
 export { tokenize } from './models/clip/tokenizer.js';
+export { encodeE4e, loadE4e } from './models/e4e/load.js';
 export {
   type GeneratorWeights,
   loadGenerator,
