@@ -12,6 +12,8 @@ import { CONTEXT_LENGTH, tokenize } from '../models/clip/tokenizer.js';
 import { compile, type Executable, type HostTensor } from '../runtime/session.js';
 import { contrastiveLoss } from './clip-loss.js';
 
+export const TABLE = 'token_embedding.weight';
+
 /** Text contexts are rounded up to a multiple of this, so batches of similar captions share a session. */
 export const CONTEXT_BUCKET = 8;
 
@@ -26,6 +28,14 @@ export interface StepResult {
 export class ClipStep {
   private readonly sessions = new Map<string, Promise<Executable>>();
   private readonly shapes: Map<string, number[]>;
+  /** The token table's gradient, reused: only the rows of the last batch's tokens are non-zero. */
+  private tableGrad?: Float32Array;
+  private touched: number[] = [];
+
+  /** The token-table rows the last run's gradient may be non-zero on (its batch's distinct tokens). */
+  get lastRows(): readonly number[] {
+    return this.touched;
+  }
 
   constructor(
     readonly model: ClipModel,
@@ -56,24 +66,21 @@ export class ClipStep {
       const g = new Graph();
       const weights = m.weightsAsInputs(g);
       const image = g.input('image', [batch, 3, r, r]);
-      const tokens = g.input('tokens', [batch, length], 'int64');
+      const embeddings = g.input('token_embeddings', [batch, length, m.config.textWidth]);
       const eot = g.input('eot', [batch], 'int64');
       const { loss, logitsPerImage } = contrastiveLoss(
         m.encodeImage(image),
-        m.encodeText(tokens, eot),
+        m.encodeTextEmbeddings(embeddings, eot),
         weights.get('logit_scale')!,
       );
-      const outputs: Record<string, typeof loss> = { loss, logits: logitsPerImage };
+      const outputs: Record<string, Value> = { loss, logits: logitsPerImage };
       if (this.withGrads) {
-        const keys = [...weights.keys()];
-        grad(
-          loss,
-          keys.map((k) => weights.get(k)!),
-        ).forEach((gv, i) => {
-          outputs[`grad:${keys[i]}`] = gv;
+        const wrt = [...weights].filter(([k]) => k !== TABLE);
+        grad(loss, [...wrt.map(([, v]) => v), embeddings]).forEach((gv, i) => {
+          outputs[i < wrt.length ? `grad:${wrt[i][0]}` : 'grad:token_embeddings'] = gv;
         });
       }
-      s = compile(outputs);
+      s = compile(outputs, { inputs: usedInputs(Object.values(outputs)) });
       this.sessions.set(key, s);
     }
     return s;
@@ -81,7 +88,10 @@ export class ClipStep {
 
   /**
    * Runs the step on `images` [B, 3, R, R] (CLIP-normalized) and `tokens` [B, stride] (CLIP token ids,
-   * zero-padded, as `tokenize` gives them) with the weights in `params` (OpenAI keys).
+   * zero-padded, as `tokenize` gives them) with the weights in `params` (OpenAI keys). The token
+   * embedding's rows are looked up here and their gradients summed back here, so the 49408-row table
+   * never enters the graph (a dense scatter of it cost more than the text tower). The gradient arrays
+   * are valid until the next run.
    */
   async run(
     params: ReadonlyMap<string, Float32Array>,
@@ -90,28 +100,58 @@ export class ClipStep {
     stride = 77,
   ): Promise<StepResult> {
     const b = tokens.length / stride;
-    const r = this.model.config.imageResolution;
+    const { imageResolution: r, textWidth: w, vocabSize } = this.model.config;
     if (!Number.isInteger(b) || b < 1 || images.length !== b * 3 * r * r)
       throw new ShapeError(
         `a CLIP step needs images [B, 3, ${r}, ${r}] and tokens [B, ${stride}] for one B, got ${images.length} pixels and ${tokens.length} ids`,
       );
     const length = this.contextFor(tokens, stride);
     const exe = await this.session(b, length);
+    const table = params.get(TABLE);
+    if (!table) throw new ShapeError(`no weights for "${TABLE}"`);
+    const ids = trimTokens(tokens, stride, length);
+    const rows = new Float32Array(b * length * w);
+    for (let k = 0; k < ids.length; k++) {
+      const id = Number(ids[k]);
+      if (!(id >= 0 && id < vocabSize))
+        throw new ShapeError(`token id ${id} is outside the vocabulary of ${vocabSize}`);
+      rows.set(table.subarray(id * w, (id + 1) * w), k * w); // [B·L, W] rows of [V, W]
+    }
     const feeds: Record<string, HostTensor> = {
       image: { shape: [b, 3, r, r], data: images },
-      tokens: { shape: [b, length], data: trimTokens(tokens, stride, length) },
+      token_embeddings: { shape: [b, length, w], data: rows },
       eot: { shape: [b], data: eotIndices(tokens, stride, length) },
     };
-    for (const [k, shape] of this.shapes) {
+    for (const k of exe.inputs.map((x) => x.name)) {
+      if (k in feeds) continue;
       const data = params.get(k);
       if (!data) throw new ShapeError(`no weights for "${k}"`);
-      feeds[k] = { shape, data };
+      feeds[k] = { shape: this.shapes.get(k)!, data };
     }
     const out = await exe.run(feeds);
     const grads = new Map<string, Float32Array>();
-    if (this.withGrads)
-      for (const k of this.shapes.keys()) grads.set(k, out[`grad:${k}`].data as Float32Array);
+    if (this.withGrads) {
+      for (const k of this.shapes.keys())
+        if (k !== TABLE) grads.set(k, out[`grad:${k}`].data as Float32Array);
+      grads.set(
+        TABLE,
+        this.scatterRows(table.length, ids, out['grad:token_embeddings'].data as Float32Array, w),
+      );
+    }
     return { loss: (out.loss.data as Float32Array)[0], logits: out.logits.data as Float32Array, grads };
+  }
+
+  /** d loss / d token_embedding.weight: each position's row gradient summed into its token's row. */
+  private scatterRows(size: number, ids: BigInt64Array, rowGrads: Float32Array, w: number): Float32Array {
+    if (!this.tableGrad || this.tableGrad.length !== size) this.tableGrad = new Float32Array(size);
+    const g = this.tableGrad;
+    for (const id of this.touched) g.fill(0, id * w, (id + 1) * w);
+    this.touched = [...new Set(Array.from(ids, Number))];
+    for (let k = 0; k < ids.length; k++) {
+      const o = Number(ids[k]) * w;
+      for (let j = 0; j < w; j++) g[o + j] += rowGrads[k * w + j];
+    }
+    return g;
   }
 
   async release(): Promise<void> {

@@ -22,7 +22,7 @@ import type { ClipConfig, ClipModel } from '../models/clip/model.js';
 import { tokenize } from '../models/clip/tokenizer.js';
 import type { ClipDataset, ClipSample } from './clip-data.js';
 import { AdamW, warmupCosineLr } from './clip-optim.js';
-import { ClipFeatures, ClipStep } from './clip-step.js';
+import { ClipFeatures, ClipStep, TABLE } from './clip-step.js';
 
 const LN_100 = Math.fround(Math.log(100));
 
@@ -147,6 +147,16 @@ export class ClipTrainer {
     return Math.floor(this.step / this.order.perEpoch);
   }
 
+  /** The token embedding table: its unread rows are decayed lazily (see AdamW.step). */
+  private get table(): Param {
+    return this.params.find((p) => p.name === TABLE)!;
+  }
+
+  /** Every weight current (the table's idle rows decayed): before anything reads them all. */
+  private current(): void {
+    this.optimizer.materialize(this.table);
+  }
+
   private get weights(): Map<string, Float32Array> {
     return new Map(this.params.map((p) => [p.name, p.data]));
   }
@@ -191,6 +201,7 @@ export class ClipTrainer {
     const t0 = performance.now();
     const o = this.options;
     const { images, tokens } = await this.batchFor(this.step);
+    this.optimizer.materialize(this.table, new Set(tokens)); // the rows this batch reads
     const running = this.stepper.run(this.weights, images, tokens);
     if (this.step + 1 < o.steps) {
       const next = this.step + 1;
@@ -206,7 +217,8 @@ export class ClipTrainer {
     for (const p of this.params) p.grad = r.grads.get(p.name)!;
     const lr = warmupCosineLr(this.step, o.steps, o.lr, o.warmup);
     this.optimizer.lr = lr;
-    this.optimizer.step(this.params);
+    const rowSize = this.model.config.textWidth;
+    this.optimizer.step(this.params, new Map([[TABLE, { rowSize, rows: this.stepper.lastRows }]]));
     const scale = this.params.find((p) => p.name === 'logit_scale')!.data;
     clampLogitScale(scale);
     for (const p of this.params) p.grad = new Float32Array(0);
@@ -231,6 +243,7 @@ export class ClipTrainer {
   async evaluate(): Promise<Record<string, number> | null> {
     if (!this.options.evaluate) return null;
     this.features ??= new ClipFeatures(this.model);
+    this.current();
     const f = this.features;
     const weights = this.weights;
     const shapes = this.shapes;
@@ -269,6 +282,7 @@ export class ClipTrainer {
 
   /** The weights as an OpenAI-layout state dict (float32 copies). */
   stateDict(): Map<string, Tensor> {
+    this.current();
     return new Map(
       this.params.map((p) => [
         p.name,

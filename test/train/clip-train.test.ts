@@ -16,6 +16,7 @@ import { ClipModel } from '../../src/models/clip/model.js';
 import { ClipTrainer, type ClipTrainOptions } from '../../src/train/clip.js';
 import { JsonlClipDataset, readJsonlPairs } from '../../src/train/clip-data.js';
 import { type ClipArchitecture, clipConfig, initClipStateDict } from '../../src/train/clip-init.js';
+import { assertClose } from '../helpers.js';
 
 const ARCH: ClipArchitecture = {
   embedDim: 16,
@@ -103,8 +104,11 @@ describe('CLIP trainer (tiny model)', () => {
     resumed.resume(stopped.lastCheckpoint);
     assert.equal(resumed.step, 2);
     await resumed.train();
-    for (let i = 0; i < full.params.length; i++)
-      assert.deepEqual(resumed.params[i].data, full.params[i].data, full.params[i].name);
+    // Equal but for the token table's idle rows, whose lazy decay the checkpoint applies at step 2
+    // (float32 rounding of one product instead of two).
+    const a = full.stateDict();
+    for (const [k, t] of resumed.stateDict())
+      assertClose(t.data as Float32Array, a.get(k)!.data as Float32Array, { rtol: 1e-6, atol: 0, what: k });
     // the metrics log holds each step once, though two processes wrote it
     const steps = readFileSync(join(dir, 'part', 'logs', 'metrics.jsonl'), 'utf8')
       .trim()

@@ -40,7 +40,8 @@ describe('CLIP training step (fixtures/train/clip_*, OpenAI model code)', () => 
     const opt = new AdamW({ lr: 1e-4, weightDecay: 0.2 });
     for (let i = 0; i < 3; i++) {
       const r = await step.run(params, images, tokens);
-      seen.push(r);
+      // the token table's gradient array is reused by the next run
+      seen.push({ ...r, grads: new Map([...r.grads].map(([k, v]) => [k, v.slice()])) });
       if (i === 2) break;
       opt.step(
         [...params].map(([name, data]) => ({
