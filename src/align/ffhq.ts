@@ -147,7 +147,8 @@ async function padReflect(
 
 /**
  * PIL's Image.transform(size, QUAD, quad + 0.5, BILINEAR): output pixel centre (u + ½, v + ½) maps
- * bilinearly onto the quad (NW, SW, SE, NE); samples outside the photo are black.
+ * bilinearly onto the quad (NW, SW, SE, NE); samples outside the photo are black; PIL truncates the
+ * interpolated value to 8 bits (with it the reference fixture matches exactly).
  */
 export function quadWarp(img: RgbImage, quad: readonly Point[], size: number): RgbImage {
   const [nw, sw, se, ne] = quad.map(([x, y]) => [x + 0.5, y + 0.5]);
@@ -181,7 +182,7 @@ export function quadWarp(img: RgbImage, quad: readonly Point[], size: number): R
         const p11 = data[(y1 * W + x1) * 3 + c];
         const top = p00 + (p01 - p00) * dx;
         const bottom = p10 + (p11 - p10) * dx;
-        out[o + c] = Math.min(Math.max(Math.round(top + (bottom - top) * dy), 0), 255);
+        out[o + c] = Math.min(Math.max(Math.floor(top + (bottom - top) * dy), 0), 255);
       }
     }
   }

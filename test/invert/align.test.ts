@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import sharp from 'sharp';
 import {
+  alignImage,
   alignPhoto,
   alignQuad,
   detectFaces,
@@ -80,6 +81,33 @@ describe('FFHQ alignment (align_face)', () => {
         Math.hypot(f1.landmarks[i][0] - f2.landmarks[i][0], f1.landmarks[i][1] - f2.landmarks[i][1]),
       );
     assert.ok(worst / SIZE < 0.02, `a landmark moved ${((worst / SIZE) * 100).toFixed(2)} % of the crop`);
+  });
+
+  test("matches e4e's align_face on the same landmarks (tools/make_align_fixture.py)", async () => {
+    const lm = JSON.parse(readFileSync(fixture('photos/astronaut_landmarks.json'), 'utf8')) as [
+      number,
+      number,
+    ][];
+    const diff = async (img: RgbImage, points: [number, number][], size: number, ref: string) => {
+      const ours = await alignImage(img, alignQuad(points), size);
+      const want = await readPhoto(fixture(`photos/${ref}`));
+      let sum = 0;
+      let max = 0;
+      for (let i = 0; i < ours.data.length; i++) {
+        const d = Math.abs(ours.data[i] - want.data[i]);
+        sum += d;
+        max = Math.max(max, d);
+      }
+      return { mean: sum / ours.data.length, max };
+    };
+    // Crop and quad warp only: the same bytes.
+    assert.deepEqual(await diff(photo, lm, SIZE, 'astronaut_aligned_256.png'), { mean: 0, max: 0 });
+    // Shrink (Lanczos) and reflect pad with blur: libvips' Lanczos and Gaussian differ from PIL's and scipy's
+    // by at most a level or two here and there.
+    const edge = await readPhoto(fixture('photos/astronaut_edge.png'));
+    const moved = lm.map(([x, y]) => [(x - 120) * 3, (y - 40) * 3] as [number, number]);
+    const d = await diff(edge, moved, 128, 'astronaut_edge_aligned_128.png');
+    assert.ok(d.max <= 2 && d.mean < 0.02, `mean ${d.mean}, max ${d.max}`);
   });
 
   test('each bad photo gets a clear answer', async () => {
