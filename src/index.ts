@@ -72,4 +72,13 @@ export {
 export { LatentSet, readLatents } from './models/stylegan2/latents.js';
 export { serialize } from './onnx/writer.js';
 export * as ops from './ops/index.js';
-export { compile, configureRuntime, Executable, type HostTensor, RuntimeError } from './runtime/session.js';
+export { CUDA_INSTALL_COMMAND, DeviceError, type ExecutionProvider, parseDevice } from './runtime/device.js';
+export {
+  activeProvider,
+  compile,
+  configureRuntime,
+  Executable,
+  type HostTensor,
+  RuntimeError,
+  setDevice,
+} from './runtime/session.js';
