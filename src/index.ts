@@ -82,3 +82,9 @@ export {
   RuntimeError,
   setDevice,
 } from './runtime/session.js';
+// --- CLIP training ----------------------------------------------------------------------------------------
+export { ClipTrainer, type ClipTrainOptions, clampLogitScale } from './train/clip.js';
+export { type ClipDataset, type ClipSample, fromSignedImages, JsonlClipDataset } from './train/clip-data.js';
+export { type ClipArchitecture, clipConfig, initClipStateDict } from './train/clip-init.js';
+export { contrastiveLoss } from './train/clip-loss.js';
+export { AdamW, warmupCosineLr } from './train/clip-optim.js';
