@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import sharp from 'sharp';
+import { detectBoxes } from '../../src/align/detect.js';
 import {
   alignImage,
   alignPhoto,
@@ -14,7 +15,8 @@ import {
   type RgbImage,
   readPhoto,
 } from '../../src/align/index.js';
-import { fixture } from '../helpers.js';
+import { faceNets } from '../../src/align/nets.js';
+import { assertClose, fixture } from '../helpers.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'align-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
@@ -51,6 +53,43 @@ describe('face detection and 68 landmarks (face-api nets on our engine)', () => 
         px > x - m && px < x + width + m && py > y - m && py < y + height + m,
         `(${px}, ${py}) outside the box`,
       );
+  });
+});
+
+describe('the face-api nets on our engine match face-api on TF.js (tools/make_faceapi_fixture.mjs)', () => {
+  const ref = () =>
+    JSON.parse(readFileSync(fixture('photos/faceapi_ref.json'), 'utf8')) as {
+      detector: number[];
+      box: number[];
+      landmarks: number[];
+    };
+  const planar = (img: RgbImage) => {
+    const px = img.width * img.height;
+    const out = new Float32Array(3 * px);
+    for (let i = 0; i < px; i++) for (let c = 0; c < 3; c++) out[c * px + i] = img.data[3 * i + c];
+    return out;
+  };
+
+  test('TinyFaceDetector raw output, and the decoded box', async () => {
+    const img = await readPhoto(fixture('photos/faceapi_detector_in.png'));
+    const net = await faceNets().detector(416);
+    const { boxes } = await net.run({ image: { shape: [1, 3, 416, 416], data: planar(img) } });
+    const [, c, n] = boxes.shape; // [1, 25, 13, 13] -> NHWC [13, 13, 25] as TF.js gives it
+    const d = boxes.data as Float32Array;
+    const nhwc = new Float32Array(d.length);
+    for (let ch = 0; ch < c; ch++) for (let p = 0; p < n * n; p++) nhwc[p * c + ch] = d[ch * n * n + p];
+    const r = ref();
+    assertClose(nhwc, r.detector, { what: 'detector output' });
+    const [found] = await detectBoxes(photo);
+    const got = [found.box.x, found.box.y, found.box.width, found.box.height];
+    got.forEach((v, i) => assert.ok(Math.abs(v - r.box[i]) < 0.01, `box ${got} vs ${r.box}`));
+  });
+
+  test('FaceLandmark68Net raw output', async () => {
+    const img = await readPhoto(fixture('photos/faceapi_landmark_in.png'));
+    const net = await faceNets().landmarks();
+    const { landmarks } = await net.run({ face: { shape: [1, 3, 112, 112], data: planar(img) } });
+    assertClose(landmarks.data as Float32Array, ref().landmarks, { what: 'landmark output' });
   });
 });
 
