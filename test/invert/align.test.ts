@@ -82,7 +82,7 @@ describe('the face-api nets on our engine match face-api on TF.js (tools/make_fa
     assertClose(nhwc, r.detector, { what: 'detector output' });
     const [found] = await detectBoxes(photo);
     const got = [found.box.x, found.box.y, found.box.width, found.box.height];
-    got.forEach((v, i) => assert.ok(Math.abs(v - r.box[i]) < 0.01, `box ${got} vs ${r.box}`));
+    for (let i = 0; i < 4; i++) assert.ok(Math.abs(got[i] - r.box[i]) < 0.01, `box ${got} vs ${r.box}`);
   });
 
   test('FaceLandmark68Net raw output', async () => {
