@@ -221,7 +221,7 @@ export function faceSvg(face: Face, size = 64): string {
     `<g transform="translate(${r2(J.dx)} ${r2(J.dy)})">` +
     `<ellipse cx="32" cy="71" rx="25" ry="16" fill="${shirt}"/>` +
     `<rect x="28" y="${cy + 10}" width="8" height="12" fill="${skin}"/>` +
-    `<g transform="rotate(${r2(J.tilt)} ${pivot}) translate(${pivot.replace(' ', ' ')}) scale(${r2(J.scale)}) translate(${-cx} ${-(cy + 4)})">${head}</g>` +
+    `<g transform="rotate(${r2(J.tilt)} ${pivot}) translate(${pivot}) scale(${r2(J.scale)}) translate(${-cx} ${-(cy + 4)})">${head}</g>` +
     '</g></svg>'
   );
 }
