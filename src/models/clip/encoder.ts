@@ -3,9 +3,10 @@
  * (model hash, text); prompt ensembles average normalized template embeddings as CLIP's
  * `zeroshot_classifier`, and `textDirection` is StyleCLIP's GetDt.
  *
- * Texts run with the context trimmed to the longest prompt in the batch: under the causal mask a position
- * only sees earlier ones, so nothing after a row's end token reaches its features (test/models/clip checks
- * trimmed against full-context results). Each (rows, length) shape is one compiled session.
+ * Texts run with the context trimmed to the longest prompt in the batch (rounded up to a multiple of 8):
+ * under the causal mask a position only sees earlier ones, so nothing after a row's end token reaches its
+ * features (test/models/clip checks trimmed against full-context results). Each (rows, length) shape is one
+ * compiled session.
  */
 import { Graph } from '../../graph/graph.js';
 import { compile, type Executable } from '../../runtime/session.js';
@@ -15,6 +16,12 @@ import { CONTEXT_LENGTH, tokenize } from './tokenizer.js';
 
 /** Row counts are rounded up to this, so similar batches share a session. */
 const ROW_BUCKET = 16;
+/**
+ * Trimmed context lengths are rounded up to this: a server that sees many different prompts compiles at
+ * most ten text sessions per row count instead of one per prompt length (each holds its own copy of the
+ * text encoder's weights).
+ */
+const LEN_BUCKET = 8;
 /** The most rows one text session runs at once. */
 const MAX_ROWS = 256;
 /** Cached text features kept in memory (all models together): 250 prompts of 80 templates. */
@@ -134,6 +141,7 @@ export class ClipEncoder {
       const rows = Math.min(MAX_ROWS, Math.ceil(n / ROW_BUCKET) * ROW_BUCKET);
       let len = 1;
       for (let r = 0; r < n; r++) len = Math.max(len, eots[start + r] + 1);
+      len = Math.min(ctx, Math.ceil(len / LEN_BUCKET) * LEN_BUCKET);
       // Host-side embedding lookup: [rows, len, W]; padding rows stay zero and point at position 0.
       const x = new Float32Array(rows * len * w);
       const eot = new BigInt64Array(rows);
