@@ -247,13 +247,10 @@ async function startRun(
   const G = loadGenerator(f.generator);
   let stats: StyleStats | undefined;
   if (f.stats) stats = loadStyleStats(f.stats, G.config);
-  const bar = progressBar(f.stats ? f.images : f.statsSamples, 'channel statistics');
-  let base: Fs3Base;
-  try {
-    base = await sampleFs3Base(G, { images: f.images, stats, statsSamples: f.statsSamples });
-  } finally {
-    bar.stop();
-  }
+  process.stderr.write(
+    `fs3: sampling ${f.stats ? `the ${f.images} base images` : `the channel statistics (${f.statsSamples} samples) and the base images`}\n`,
+  );
+  const base = await sampleFs3Base(G, { images: f.images, stats, statsSamples: f.statsSamples });
   if (f.saveStats) saveStyleStats(f.saveStats, base.stats);
   const meta: Fs3RunMeta = {
     run,

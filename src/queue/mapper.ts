@@ -330,12 +330,15 @@ export async function runMapperJob(
   child.stdout?.on('data', keep);
   child.stderr?.on('data', keep);
   let interrupted = false;
+  let lastStep = 0;
   const watch = setInterval(() => {
     if (ctx.shouldStop() && !interrupted) {
       interrupted = true;
       child.kill('SIGINT'); // mapper train finishes its step and writes a checkpoint
     }
-    ctx.progress(loggedStep(job.out));
+    const step = loggedStep(job.out);
+    if (step !== lastStep) ctx.progress(step);
+    lastStep = step;
   }, 250);
   const code = await new Promise<number>((res) => {
     child.on('exit', (c, sig) => res(c ?? (sig ? 128 : 1)));
