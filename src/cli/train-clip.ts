@@ -172,8 +172,23 @@ function architecture(o: Flags): ClipConfig | null {
 /** The trainer's own errors say what was wrong; they reach the user as such (exit 1), never as a bug. */
 const KNOWN = new Set(['ClipTrainError', 'ClipDataError', 'ClipArchitectureError', 'ClipWeightsError']);
 
-async function run(raw: unknown): Promise<void> {
+const ARCHITECTURE_FLAGS = [
+  'embedDim',
+  'imageSize',
+  'patch',
+  'visionWidth',
+  'visionLayers',
+  'textWidth',
+  'textLayers',
+];
+
+async function run(this: Command, raw: Record<string, unknown>): Promise<void> {
   try {
+    const given = ARCHITECTURE_FLAGS.filter((k) => this.getOptionValueSource(k) === 'cli');
+    if (raw.init !== undefined && given.length)
+      throw new UserError(
+        `--init takes the architecture from the checkpoint; drop ${given.map((k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join(', ')}`,
+      );
     await train(parseFlags(Flags, raw));
   } catch (e) {
     if (e instanceof Error && KNOWN.has(e.name))

@@ -204,6 +204,11 @@ describe('CLIP trainer (tiny model)', () => {
         /no CLIP training state/,
       ],
       [['--data', data, '--out', out, '--lr', 'x'], 2, /--lr must be a number/],
+      [
+        ['--data', data, '--out', out, '--init', join(dir, 'full', 'clip.pt'), '--patch', '4'],
+        2,
+        /drop --patch/,
+      ],
     ];
     for (const [args, code, message] of cases) {
       const r = await cli(...args);
