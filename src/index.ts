@@ -56,7 +56,7 @@ export {
 // --- models ---------------------------------------------------------------------------------------------
 export { loadArcFace } from './models/arcface/load.js';
 export type { ArcFaceModel } from './models/arcface/model.js';
-export { ClipEncoder } from './models/clip/encoder.js';
+export { ClipEncoder, ZeroDirectionError } from './models/clip/encoder.js';
 export { loadClip } from './models/clip/load.js';
 export type { ClipModel } from './models/clip/model.js';
 export { tokenize } from './models/clip/tokenizer.js';
