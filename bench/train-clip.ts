@@ -42,7 +42,7 @@ function stepFlops(width: number, textWidth: number, context: number): number {
   return 3 * forward;
 }
 
-function torchAnchor(width: number): { images_per_s: number; torch: string } | null {
+function torchAnchor(width: number): { images_per_s: number; cpu_s_per_step: number; torch: string } | null {
   const r = spawnSync(
     '/usr/bin/python3',
     [
@@ -146,6 +146,7 @@ export default async function main(): Promise<void> {
         report('train-clip', 'torch_step', anchor.images_per_s, 'images/s', {
           ...fields,
           torch: anchor.torch,
+          cpu_s_per_step: Number(anchor.cpu_s_per_step.toFixed(3)),
         });
         report(
           'train-clip',
@@ -154,6 +155,7 @@ export default async function main(): Promise<void> {
           'x',
           fields,
         );
+        report('train-clip', 'speedup_vs_torch_cpu', anchor.cpu_s_per_step / cpuPerStep, 'x', fields);
       }
       await trainer.release();
       await step.release();
