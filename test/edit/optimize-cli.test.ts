@@ -134,10 +134,7 @@ describe('styleclip optimize', () => {
         /--arcface: --id-lambda > 0 needs the IR-SE50 weights/,
       ],
       [[...MODELS, ...PROMPT, '--mode', 'edits', '--out', out], /--mode: /],
-      [
-        [...MODELS, ...PROMPT, '--steps', 'ten', '--out', out],
-        /--steps must be a number, got "ten"/,
-      ],
+      [[...MODELS, ...PROMPT, '--steps', 'ten', '--out', out], /--steps must be a number, got "ten"/],
       [
         [
           ...MODELS,
