@@ -418,7 +418,10 @@ async function collect(meta: Fs3RunMeta, queue: Queue, redis: Redis, requeue: ()
       }
       lastError = '';
       bar.update(doneRenders + running, { shards: `${n - pending.size}/${n}`, workers: lastWorkers });
-      if (pending.size > failed.size) await new Promise((r) => setTimeout(r, 250));
+      // Every pending job is read once per tick: a slower tick while many are pending keeps Redis and the
+      // submitter's CPU out of the workers' way (0.25 s at the end, 1.75 s with 750 pending).
+      const tick = Math.min(2000, 250 + 2 * (pending.size - failed.size));
+      if (pending.size > failed.size) await new Promise((r) => setTimeout(r, tick));
     }
   } finally {
     bar.stop();

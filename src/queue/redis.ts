@@ -80,13 +80,17 @@ export async function probe(a: RedisAddress, timeoutMs = 3000): Promise<void> {
     maxRetriesPerRequest: 0,
     retryStrategy: () => null,
   });
-  r.on('error', () => {}); // reported below
+  let cause: Error | undefined; // the socket's own error (ECONNREFUSED, ENOTFOUND) says more than ioredis's
+  r.on('error', (e: Error) => {
+    cause ??= e;
+  });
   const where = `${a.host}:${a.port}`;
   try {
     await withTimeout(r.connect(), timeoutMs, `no answer within ${timeoutMs / 1000} s`);
     await withTimeout(r.ping(), timeoutMs, `no answer to PING within ${timeoutMs / 1000} s`);
   } catch (e) {
-    const why = (e as Error).message;
+    let why = (cause ?? (e as Error)).message;
+    if (/RESP|Protocol error/i.test(why)) why = 'something answers there, but it does not speak Redis';
     throw new UserError(
       `cannot reach Redis at redis://${where} (${why}); start redis-server there or fix --queue`,
       1,
