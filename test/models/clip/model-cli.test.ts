@@ -69,7 +69,7 @@ test('styleclip embed saves normalized embeddings and prints cosine similarities
 test('styleclip embed: clear one-line errors, no stack traces', () => {
   const r = embed('--clip', `${fx}/texts.json`, '--text', 'a');
   assert.equal(r.status, 1);
-  assert.match(r.stderr, /^error: .*PyTorch file/);
+  assert.match(r.stderr, /^styleclip: error: .*PyTorch file/);
   assert.doesNotMatch(r.stderr, /\n\s+at /);
   const none = embed('--clip', `${fx}/clip.pt`);
   assert.equal(none.status, 2);
