@@ -161,7 +161,7 @@ export function quadWarp(img: RgbImage, quad: readonly Point[], size: number): R
     const yo = v + 0.5;
     for (let u = 0; u < size; u++) {
       const xo = u + 0.5;
-      let xin = a[0] + a[1] * xo + a[2] * yo + a[3] * xo * yo;
+      let xin = a[0] + a[1] * xo + a[2] * yo + a[3] * xo * yo; // PIL's order of operations, for equal bits
       let yin = b[0] + b[1] * xo + b[2] * yo + b[3] * xo * yo;
       if (xin < 0 || xin >= W || yin < 0 || yin >= H) continue;
       xin -= 0.5;
@@ -170,19 +170,20 @@ export function quadWarp(img: RgbImage, quad: readonly Point[], size: number): R
       const y = Math.floor(yin);
       const dx = xin - x;
       const dy = yin - y;
+      // Neighbours clamped at the edges (PIL's XCLIP/YCLIP).
       const x0 = Math.max(x, 0);
       const x1 = Math.min(x + 1, W - 1);
-      const y0 = Math.max(y, 0);
-      const y1 = Math.min(y + 1, H - 1);
+      const r0 = Math.max(y, 0) * W;
+      const r1 = Math.min(y + 1, H - 1) * W;
+      const i00 = (r0 + x0) * 3;
+      const i01 = (r0 + x1) * 3;
+      const i10 = (r1 + x0) * 3;
+      const i11 = (r1 + x1) * 3;
       const o = (v * size + u) * 3;
       for (let c = 0; c < 3; c++) {
-        const p00 = data[(y0 * W + x0) * 3 + c];
-        const p01 = data[(y0 * W + x1) * 3 + c];
-        const p10 = data[(y1 * W + x0) * 3 + c];
-        const p11 = data[(y1 * W + x1) * 3 + c];
-        const top = p00 + (p01 - p00) * dx;
-        const bottom = p10 + (p11 - p10) * dx;
-        out[o + c] = Math.min(Math.max(Math.floor(top + (bottom - top) * dy), 0), 255);
+        const top = data[i00 + c] + (data[i01 + c] - data[i00 + c]) * dx;
+        const bottom = data[i10 + c] + (data[i11 + c] - data[i10 + c]) * dx;
+        out[o + c] = top + (bottom - top) * dy; // a Uint8Array store truncates, as PIL's cast does
       }
     }
   }
