@@ -56,6 +56,9 @@ const Flags = z
     saveEvery: int('--save-every')
       .refine((n) => n >= 0, 'must be ≥ 0')
       .default(500),
+    keep: int('--keep')
+      .refine((n) => n >= 0, 'must be ≥ 0')
+      .default(3),
     logEvery: int('--log-every')
       .refine((n) => n >= 1, 'at least 1')
       .default(10),
@@ -230,6 +233,7 @@ async function train(o: Flags): Promise<void> {
     weightDecay: o.weightDecay,
     seed: o.seed,
     saveEvery: o.saveEvery,
+    keep: o.keep,
     logEvery: o.logEvery,
     evalEvery: o.evalEvery,
     evaluate,
@@ -320,6 +324,7 @@ export function trainClipCommand(): Command {
     .option('--weight-decay <x>', 'AdamW weight decay on matrices', '0.1')
     .option('--seed <n>', 'seed of the initialization and the batch order', '0')
     .option('--save-every <n>', 'checkpoint every N steps (0: only at the end)', '500')
+    .option('--keep <n>', 'keep the newest N checkpoints of this run (0: all)', '3')
     .option('--log-every <n>', 'metrics line every N steps', '10')
     .option('--eval-every <n>', 'held-out evaluation every N steps (0: never)', '250')
     .option('--cache-mb <n>', 'keep decoded training images in memory up to this many MiB', '2048')

@@ -9,7 +9,7 @@
  * `{state_dict, optimizer, train_state}` that `loadClip` reads as a model (it unwraps `state_dict`), and
  * `model.pt` is the bare state dict (`clip.pt` in OpenAI's key layout).
  */
-import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BatchOrder } from '../edit/mapper/data.js';
 import type { Param } from '../edit/optim.js';
@@ -55,6 +55,8 @@ export interface ClipTrainOptions {
   seed: number;
   /** Write a resumable checkpoint every N steps (0: only at the end and on interruption). */
   saveEvery: number;
+  /** Keep only the newest N checkpoints this run wrote (0 or absent: keep all). */
+  keep?: number;
   /** Append a train record to the metrics log every N steps (and at step 1). */
   logEvery: number;
   /** Run `evaluate` every N steps (and at the end); 0 for never. */
@@ -394,6 +396,7 @@ export class ClipTrainer {
   ): Promise<{ step: number; interrupted: boolean; lastCheckpoint: string; model?: string }> {
     const o = this.options;
     let lastCheckpoint = '';
+    const saved: string[] = [];
     while (this.step < o.steps) {
       const info = await this.trainStep();
       hooks.onStep?.(info);
@@ -403,8 +406,12 @@ export class ClipTrainer {
         const res = await this.evaluate();
         if (res) hooks.onEval?.(res);
       }
-      if ((o.saveEvery > 0 && this.step % o.saveEvery === 0) || done || stop)
+      if ((o.saveEvery > 0 && this.step % o.saveEvery === 0) || done || stop) {
         lastCheckpoint = this.saveCheckpoint();
+        saved.push(lastCheckpoint);
+        // each holds the weights and both moments (~12 bytes a weight): keep the newest few
+        while (o.keep && saved.length > o.keep) rmSync(saved.shift()!, { force: true });
+      }
       if (stop) return { step: this.step, interrupted: true, lastCheckpoint };
     }
     const model = join(o.outDir, 'clip.pt');
