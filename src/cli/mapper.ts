@@ -32,6 +32,7 @@ import {
   parseFlags,
   progressBar,
   UserError,
+  writeOutputs,
 } from './common.js';
 
 // parseFlags names the flag before each message.
@@ -336,22 +337,34 @@ async function apply(raw: unknown): Promise<void> {
     }
   }
   const n = latents.count * cols;
-  await writeImage(o.out, { dtype: 'float32', shape: [n, 3, size, size], data: grid }, { cols });
-  if (o.outNpy)
-    writeNpy(o.outNpy, {
-      dtype: 'float32',
-      shape: [latents.count * o.strength.length, 3, size, size],
-      data: imgs,
-    });
-  if (o.saveLatent) {
+  // Every output is attempted; a failure is reported afterwards, naming the path.
+  const writes: [string, () => unknown][] = [
+    [o.out, () => writeImage(o.out, { dtype: 'float32', shape: [n, 3, size, size], data: grid }, { cols })],
+  ];
+  const { outNpy, saveLatent } = o;
+  if (outNpy)
+    writes.push([
+      outNpy,
+      () =>
+        writeNpy(outNpy, {
+          dtype: 'float32',
+          shape: [latents.count * o.strength.length, 3, size, size],
+          data: imgs,
+        }),
+    ]);
+  if (saveLatent) {
     const all = new Float32Array(edited.reduce((a, e) => a + e.length, 0));
     let off = 0;
     for (const e of edited) {
       all.set(e, off);
       off += e.length;
     }
-    writeNpy(o.saveLatent, { dtype: 'float32', shape: [edited.length, ...editedShape], data: all });
+    writes.push([
+      saveLatent,
+      () => writeNpy(saveLatent, { dtype: 'float32', shape: [edited.length, ...editedShape], data: all }),
+    ]);
   }
+  await writeOutputs(writes);
   process.stderr.write(
     `styleclip: wrote ${o.out} (${latents.count} latent(s) × ${o.strength.length} strength(s))\n`,
   );
