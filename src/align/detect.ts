@@ -75,12 +75,12 @@ export async function detectBoxes(
   const S = opts.inputSize ?? 416;
   const threshold = opts.scoreThreshold ?? 0.5;
   const side = Math.max(img.width, img.height);
-  const square = await raw(img)
-    .extend({ right: side - img.width, bottom: side - img.height, background: { r: 0, g: 0, b: 0 } })
-    .raw()
-    .toBuffer();
-  const input = await sharp(square, { raw: { width: side, height: side, channels: 3 } })
-    .resize(S, S, { kernel: 'linear', fit: 'fill' })
+  // Scaled first, then padded: the same picture as padding then scaling, without a full-size square.
+  const w = Math.max(1, Math.round((img.width * S) / side));
+  const h = Math.max(1, Math.round((img.height * S) / side));
+  const input = await raw(img)
+    .resize(w, h, { kernel: 'linear', fit: 'fill' })
+    .extend({ right: S - w, bottom: S - h, background: { r: 0, g: 0, b: 0 } })
     .raw()
     .toBuffer();
   const net = await (opts.nets ?? faceNets()).detector(S);
