@@ -48,6 +48,8 @@ test('npm pack, install offline into an empty folder, npx styleclip --help, gene
 }, async () => {
   // 1. The tarball: the built CLI and web page, nothing of the sources.
   const packed = npm(['pack', '--ignore-scripts', '--json', '--pack-destination', tmp], root);
+  // Our .npmrc holds only settings npm knows (npm 11 warned on every npx about onnxruntime-node-install).
+  assert.doesNotMatch(packed.stderr, /Unknown project config/);
   const info = JSON.parse(packed.stdout)[0] as { filename: string; files: { path: string }[] };
   const files = info.files.map((f) => f.path);
   for (const f of [
