@@ -97,6 +97,15 @@ async function invertAction(o: Flags): Promise<void> {
         clipLambda: clip ? o.clipLambda : 0,
         noise: o.noise,
       },
+      onStage: (stage, detail) => {
+        const what = {
+          align: 'aligning the face',
+          encode: 'encoding (e4e)',
+          optimize: 'optimizing',
+          render: 'rendering',
+        };
+        process.stderr.write(`${what[stage]}${detail ? ` (${detail})` : ''}…\n`);
+      },
       onStep: (s) => bar?.update(s.step + 1, { loss: fmt(s.loss), mse: fmt(s.mse), clip: fmt(s.clip) }),
       shouldStop: interrupt.requested,
     });

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -35,6 +35,35 @@ describe('styleclip invert', () => {
     assert.deepEqual([crop.width, crop.height], [32, 32]);
     const pair = await sharp(join(tmp, 'me.png')).metadata();
     assert.deepEqual([pair.width, pair.height], [2 * 34 + 2, 36]); // two 32² tiles, 2-pixel padding
+  });
+
+  test('Ctrl-C: exit 130, and the W+ reached so far is written', async () => {
+    const out = join(tmp, 'stopped.npy');
+    const child = spawn(process.execPath, [
+      ...ARGS,
+      '--photo',
+      `${FX}/photos/astronaut.png`,
+      '--generator',
+      `${FX}/stylegan2/generator.pt`,
+      '--steps',
+      '100000',
+      '--out',
+      out,
+    ]);
+    let stderr = '';
+    child.stderr.on('data', (d) => {
+      stderr += d;
+    });
+    const deadline = Date.now() + 60_000;
+    while (!stderr.includes('optimizing')) {
+      assert.ok(Date.now() < deadline, `no progress: ${stderr}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    child.kill('SIGINT');
+    const code = await new Promise<number | null>((r) => child.on('close', r));
+    assert.equal(code, 130, stderr);
+    assert.match(stderr, /interrupted after \d+ of 100000 steps; kept the W\+ reached so far/);
+    assert.equal(readLatents(out, 10, 512).count, 1);
   });
 
   test('clear answers: not an image, two faces, no model, --steps 0 without an encoder', async () => {
