@@ -118,7 +118,7 @@ async function sweep(opts: Record<string, unknown>, cmd: Command): Promise<void>
       added++;
     }
     process.stderr.write(
-      `mapper sweep: ${prompts.length} prompts (${added} queued now, ${prompts.length - added} already queued or done) into ${out}/\n`,
+      `mapper sweep: ${prompts.length} prompt${prompts.length === 1 ? '' : 's'} (${added} queued now, ${prompts.length - added} already queued or done) into ${out}/\n`,
     );
     await waitForSweep(prompts, steps, queue, add);
     for (const p of prompts) await queue.remove(p.id).catch(() => 0);
