@@ -188,7 +188,13 @@ async function stepCase(): Promise<void> {
 const CASES: Record<string, () => Promise<void>> = { align: alignCase, e4e: e4eCase, step: stepCase };
 
 export default async function main(): Promise<void> {
-  const asked = process.argv.slice(3).filter((a) => a in CASES);
+  const args = process.argv.slice(3);
+  const unknown = args.filter((a) => !(a in CASES));
+  if (unknown.length) {
+    console.error(`unknown case ${unknown.join(', ')}; cases: ${Object.keys(CASES).join(', ')}`);
+    process.exit(2);
+  }
+  const asked = args;
   if (process.env.STYLECLIP_BENCH_CHILD) {
     for (const c of asked) await CASES[c]();
     return;
