@@ -3,6 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ROOT } from '../helpers.js';
 
 /** The cache folder of every run here (channel statistics): a temp folder, never the user's. */
 export const CACHE = mkdtempSync(join(tmpdir(), 'styleclip-test-cache-'));
@@ -29,6 +30,7 @@ const split = (text: string, n: number): Map<number, [string, number]> => {
 /** Each argv list runs through the real commands in one process; returns code, stdout, stderr per case. */
 export function runCli(cases: string[][], env: Record<string, string> = {}): CliResult[] {
   const r = spawnSync(process.execPath, ['--import', 'tsx', 'test/cli/runner.ts', JSON.stringify(cases)], {
+    cwd: ROOT, // the cases' relative paths (test/fixtures/...) are the repository's
     encoding: 'utf8',
     env: { ...process.env, STYLECLIP_DEBUG: '', STYLECLIP_CACHE: CACHE, ...env },
     maxBuffer: 64 << 20,

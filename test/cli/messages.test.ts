@@ -126,3 +126,11 @@ test('the progress bar: no "NFs", and every output is attempted even when one fa
   );
   assert.ok(existsSync(ok));
 });
+
+test('top-level mistakes (an unknown option or command) say styleclip: and exit 2', () => {
+  const [opt, cmd] = runCli([['--bogus'], ['nosuchcmd']]);
+  assert.equal(opt.code, 2);
+  assert.match(opt.stderr, /^styleclip: error: unknown option '--bogus'/);
+  assert.equal(cmd.code, 2);
+  assert.match(cmd.stderr, /^styleclip: error: unknown command 'nosuchcmd'/);
+});
