@@ -7,7 +7,7 @@
  * update timed apart, and the achieved GFLOP/s of the step's matrix products. The anchor, measured in the same run, is the same architecture and step in PyTorch
  * (tools/clip_train_anchor.py, /usr/bin/python3 with torch); its line is skipped when torch is missing.
  *
- *   npm run bench -- train-clip            (BENCH_CLIP_WIDTHS=128,256 by default)
+ *   npm run bench -- train-clip            (width 128; BENCH_CLIP_WIDTHS=128,256 for more)
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -48,16 +48,30 @@ function torchAnchor(width: number): { images_per_s: number; cpu_s_per_step: num
     [
       'tools/clip_train_anchor.py',
       ...['--size', SIZE, '--patch', PATCH, '--width', width, '--layers', LAYERS, '--text-width', width],
-      ...['--text-layers', LAYERS, '--embed', EMBED, '--batch', BATCH, '--context', 40, '--steps', 3],
+      ...[
+        '--text-layers',
+        LAYERS,
+        '--embed',
+        EMBED,
+        '--batch',
+        BATCH,
+        '--context',
+        40,
+        '--steps',
+        2,
+        '--threads',
+        availableParallelism(),
+      ],
     ].map(String),
-    { encoding: 'utf8' },
+    // Idle OpenMP workers must sleep, not spin: on a busy machine spinning multiplies torch's time.
+    { encoding: 'utf8', env: { ...process.env, OMP_WAIT_POLICY: 'PASSIVE' } },
   );
   if (r.status !== 0) return null;
   return JSON.parse(r.stdout.trim().split('\n').pop()!);
 }
 
 export default async function main(): Promise<void> {
-  const widths = (process.env.BENCH_CLIP_WIDTHS ?? '128,256').split(',').map(Number);
+  const widths = (process.env.BENCH_CLIP_WIDTHS ?? '128').split(',').map(Number);
   const out = mkdtempSync(join(tmpdir(), 'bench-train-clip-'));
   try {
     for (const width of widths) {
