@@ -5,7 +5,9 @@ import type { Command } from 'commander';
 import { z } from 'zod';
 import { sampleStyleStats } from '../edit/global.js';
 import { cachedStyleStats } from '../edit/stats-cache.js';
+import { loadE4e } from '../models/e4e/load.js';
 import { isLoopback, loadModels, Studio, startServer, WEB_DIST } from '../server/index.js';
+import { setPhotoEncoder } from '../server/invert.js';
 import { arcfaceUnits, CliCommand, inputFile, int, parseFlags, UserError } from './common.js';
 
 const file = (what: string) => inputFile(`${what} file`);
@@ -43,6 +45,7 @@ const Flags = z.object({
   arcfaceUnits: arcfaceUnits.optional(),
   mappers: file('mappers').optional(),
   latents: file('latents').optional(),
+  encoder: file('e4e encoder').optional(),
   port: int('port')
     .refine((p) => p >= 0 && p <= 65535, 'port must be in 0..65535')
     .default(7860),
@@ -75,6 +78,7 @@ export function serveCommand(): Command {
     .option('--arcface-units <list>', 'units per IR-SE stage when the weights cannot tell (e.g. 1,1,2,1)')
     .option('--mappers <dir>', 'a directory of StyleCLIP mapper .pt files (or one file)')
     .option('--latents <file>', 'gallery latents: w_plus.npy [N, L, 512], e4e latents.pt, w [N, 512]')
+    .option('--encoder <file>', 'e4e encoder (e4e_ffhq_encode.pt) for photo uploads; else optimization only')
     .option('--port <n>', 'port (0: any free port)', '7860')
     .option(
       '--host <addr>',
@@ -94,6 +98,7 @@ export function serveCommand(): Command {
       await checkPort(f.host, f.port);
       const log = (s: string) => process.stderr.write(`styleclip serve: ${s}\n`);
       const models = loadModels(f, log);
+      if (f.encoder) setPhotoEncoder(loadE4e(f.encoder));
       if (models.fs3 && !models.stats) {
         // The same cache as `global edit`: per generator file content and sample count.
         const c = await cachedStyleStats(f.generator, models.generator.config, f.statsSamples, async () => {
