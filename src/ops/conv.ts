@@ -5,7 +5,6 @@
 import { ShapeError, type Value } from '../graph/graph.js';
 import { matmul, mT } from './matmul.js';
 import { A, apply, type Op } from './op.js';
-import { sum } from './reduce.js';
 import { concat, pad, reshape, slice, transpose } from './shape.js';
 
 export interface ConvOptions {
@@ -15,7 +14,7 @@ export interface ConvOptions {
   dilation?: number | [number, number];
   groups?: number;
   /**
-   * How the weight gradient is formed: 'unfold' (k·k strided views of the input and one matmul; fast, k·k
+   * How the weight gradient is formed: 'unfold' (k·k strided views of the input, one matmul each; fast, k·k
    * copies of the input), 'conv' (a conv with batch and channels swapped; no extra memory), or 'auto'
    * (unfold while the copies stay under 256 MB).
    */
@@ -185,23 +184,25 @@ function weightGradUnfold(
   const [, o, ho, wo] = gy.shape;
   const [kh, kw] = kernel;
   const cg = c / groups;
-  const views: Value[] = [];
+  const np = n * ho * wo;
+  // With the batch moved next to the pixels (one transpose of x and of gy), each tap is one matmul over
+  // N·P: no per-sample products summed over the batch, and no k·k-fold copy of x held at once.
+  const xt = transpose(xp, [1, 0, 2, 3]); // [C, N, Hp, Wp]
+  const g3 = reshape(transpose(gy, [1, 0, 2, 3]), [groups, o / groups, np]); // [G, O/G, N·P]
+  const taps: Value[] = [];
   for (let i = 0; i < kh; i++)
     for (let j = 0; j < kw; j++) {
       const y0 = i * dilation[0];
       const x0 = j * dilation[1];
       const v = slice(
-        xp,
+        xt,
         [0, 0, y0, x0],
-        [n, c, y0 + (ho - 1) * stride[0] + 1, x0 + (wo - 1) * stride[1] + 1],
+        [c, n, y0 + (ho - 1) * stride[0] + 1, x0 + (wo - 1) * stride[1] + 1],
         [1, 1, stride[0], stride[1]],
-      ); // [N, C, Ho, Wo]
-      views.push(reshape(v, [n, groups, cg, 1, ho * wo])); // [N, G, Cg, 1, P]
+      ); // [C, N, Ho, Wo]
+      taps.push(reshape(matmul(g3, mT(reshape(v, [groups, cg, np]))), [o, cg, 1])); // [G, O/G, Cg] -> [O, Cg, 1]
     }
-  const cols = reshape(concat(views, 3), [n, groups, cg * kh * kw, ho * wo]); // [N, G, Cg*kh*kw, P]
-  const g4 = reshape(gy, [n, groups, o / groups, ho * wo]); // [N, G, O/G, P]
-  const dw = sum(matmul(g4, mT(cols)), 0); // [G, O/G, Cg*kh*kw]
-  return reshape(dw, [o, cg, kh, kw]);
+  return reshape(concat(taps, 2), [o, cg, kh, kw]);
 }
 
 function weightGradByConv(

@@ -450,7 +450,8 @@ export class GanTrainer {
     return { img: G.image(wplus, noise), wplus };
   }
 
-  private async buildPhases(): Promise<Phases> {
+  /** The four phase graphs' outputs (losses, statistics and `grad.<param>` gradients). */
+  phaseGraphs(): Record<keyof Phases, Record<string, Value>> {
     const c = this.config;
     const B = c.batch;
     const S = c.size;
@@ -507,12 +508,12 @@ export class GanTrainer {
         raw,
       );
     })();
-    const [d, r1, g, pl] = await Promise.all([
-      compile(dPhase),
-      compile(r1Phase),
-      compile(gPhase),
-      compile(plPhase),
-    ]);
+    return { d: dPhase, r1: r1Phase, g: gPhase, pl: plPhase };
+  }
+
+  private async buildPhases(): Promise<Phases> {
+    const p = this.phaseGraphs();
+    const [d, r1, g, pl] = await Promise.all([compile(p.d), compile(p.r1), compile(p.g), compile(p.pl)]);
     return { d, r1, g, pl };
   }
 
