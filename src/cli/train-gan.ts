@@ -8,7 +8,7 @@ import type { Command } from 'commander';
 import { z } from 'zod';
 import { configFChannels } from '../models/stylegan2/weights.js';
 import { configureRuntime } from '../runtime/session.js';
-import { DataError, ImageFolder } from '../train/data.js';
+import { DataError, type ImageDataset, ImageFolder } from '../train/data.js';
 import { defaultGanConfig, type GanConfig, GanTrainer } from '../train/gan.js';
 import { latestCheckpoint, runGanTraining } from '../train/gan-run.js';
 import {
@@ -135,17 +135,22 @@ function prepareOut(o: Flags): void {
   for (const d of earlier) rmSync(join(o.out, d), { recursive: true, force: true });
 }
 
-const fmt = (x: number, d = 3) => (Number.isFinite(x) ? x.toFixed(d) : '-');
-
-async function trainGan(dataDir: string, opts: unknown): Promise<void> {
-  const o = parseFlags(schema, opts);
-  if (o.threads) configureRuntime({ threads: o.threads });
-  prepareOut(o);
-  const t = makeTrainer(o);
-  const c = t.config;
+/**
+ * The training images: `world:N` is the built-in world's first N faces (drawn on demand, src/world), anything
+ * else a folder of image files. Prints what it found.
+ */
+async function openData(spec: string, size: number): Promise<ImageDataset> {
+  const world = /^world:(\d+)$/.exec(spec);
+  if (world) {
+    const { WorldImages } = await import('../world/dataset.js');
+    const n = Number(world[1]);
+    if (n < 1) throw new UserError(`${spec}: a world dataset needs at least one image`);
+    process.stderr.write(`styleclip: ${n} world faces (seeds 0..${n - 1}) at ${size}²\n`);
+    return new WorldImages(n, { size });
+  }
   let folder: ImageFolder;
   try {
-    folder = await ImageFolder.open(dataDir, c.size);
+    folder = await ImageFolder.open(spec, size);
   } catch (e) {
     if (e instanceof DataError) throw new UserError(e.message);
     throw e;
@@ -155,11 +160,25 @@ async function trainGan(dataDir: string, opts: unknown): Promise<void> {
   if (folder.skipped.length > 20)
     process.stderr.write(`styleclip: ... and ${folder.skipped.length - 20} more\n`);
   process.stderr.write(
-    `styleclip: ${folder.length} images from ${dataDir}${folder.skipped.length ? ` (${folder.skipped.length} unreadable, skipped)` : ''}, ` +
-      `${c.size}², channels ${JSON.stringify(c.channels)}, batch ${c.batch}\n`,
+    `styleclip: ${folder.length} images from ${spec}${folder.skipped.length ? ` (${folder.skipped.length} unreadable, skipped)` : ''}\n`,
   );
-  if (folder.length < c.batch)
-    throw new UserError(`${dataDir}: ${folder.length} images, fewer than one batch of ${c.batch}`);
+  return folder;
+}
+
+const fmt = (x: number, d = 3) => (Number.isFinite(x) ? x.toFixed(d) : '-');
+
+async function trainGan(dataDir: string, opts: unknown): Promise<void> {
+  const o = parseFlags(schema, opts);
+  if (o.threads) configureRuntime({ threads: o.threads });
+  prepareOut(o);
+  const t = makeTrainer(o);
+  const c = t.config;
+  process.stderr.write(
+    `styleclip: model ${c.size}², channels ${JSON.stringify(c.channels)}, batch ${c.batch}\n`,
+  );
+  const data = await openData(dataDir, c.size);
+  if (data.length < c.batch)
+    throw new UserError(`${dataDir}: ${data.length} images, fewer than one batch of ${c.batch}`);
   const iterations = o.iter ?? (o.kimg ? Math.ceil((o.kimg * 1000) / c.batch) : 800000);
   if (t.iter >= iterations) throw new UserError(`the run is already at iteration ${t.iter} of ${iterations}`);
   const stop = interruptible(
@@ -174,7 +193,7 @@ async function trainGan(dataDir: string, opts: unknown): Promise<void> {
   try {
     const res = await runGanTraining(
       t,
-      folder,
+      data,
       {
         outDir: o.out,
         iterations,
@@ -211,7 +230,10 @@ async function trainGan(dataDir: string, opts: unknown): Promise<void> {
 export function trainGanCommand(): Command {
   return new CliCommand('gan')
     .description("train a StyleGAN2 as rosinality's train.py does (on a folder of PNG/JPEG/WebP images)")
-    .argument('<data>', 'folder of training images (resized and center-cropped to --size)')
+    .argument(
+      '<data>',
+      'folder of training images (resized and center-cropped to --size), or world:N for the first N world faces',
+    )
     .option('--out <dir>', 'run folder: checkpoint/, sample/, logs/metrics.jsonl')
     .option(
       '--size <n>',

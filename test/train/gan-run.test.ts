@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { loadTorch } from '../../src/io/torch.js';
+import { loadGenerator } from '../../src/models/stylegan2/load.js';
 import type { ImageDataset } from '../../src/train/data.js';
 import { defaultGanConfig, GanTrainer } from '../../src/train/gan.js';
 import { type GanRunOptions, runGanTraining } from '../../src/train/gan-run.js';
