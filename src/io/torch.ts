@@ -961,6 +961,17 @@ function isPickleHead(head: Uint8Array): boolean {
 }
 
 /**
+ * Whether a file is a plain pickle (an NVIDIA snapshot, say) rather than a torch.save or TorchScript file,
+ * from its first bytes alone: callers that read only part of such a file need not parse all of it first.
+ */
+export function isPlainPickleFile(file: string): boolean {
+  return withFileSource(file, (src) => {
+    const head = src.read(0, Math.min(src.size, 16));
+    return !isZip(head) && !isLegacyHead(head) && isPickleHead(head);
+  });
+}
+
+/**
  * Loads any PyTorch file: torch.save (zip or legacy), a TorchScript archive, or a plain pickle such as an
  * NVIDIA stylegan2-ada-pytorch snapshot. The format is sniffed from the first bytes.
  */

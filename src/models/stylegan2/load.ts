@@ -6,7 +6,7 @@
  */
 import { CheckpointError } from '../../io/errors.js';
 import { type Tensor, toFloat32 } from '../../io/tensor.js';
-import { loadNvidiaPkl, loadTorch } from '../../io/torch.js';
+import { isPlainPickleFile, loadNvidiaPkl, loadTorch } from '../../io/torch.js';
 import {
   type GeneratorSource,
   type GeneratorWeights,
@@ -192,9 +192,18 @@ export function fromRosinality(
   const avgKey = options.latentAvgKey === undefined ? 'latent_avg' : options.latentAvgKey;
   if (avgKey !== null && tensors.has(avgKey)) {
     const t = tensors.get(avgKey)!;
-    if (t.shape.reduce((a, b) => a * b, 1) !== styleDim)
-      throw new CheckpointError(file, `'${avgKey}' with ${styleDim} values`, `shape [${t.shape}]`);
-    latentAvg = toFloat32(t).data;
+    const data = toFloat32(t).data;
+    // e4e checkpoints store it repeated per W+ row, [18, 512]: one row when every row is the same.
+    const rows = data.length / styleDim;
+    const repeated =
+      Number.isInteger(rows) && t.shape.at(-1) === styleDim && data.every((v, i) => v === data[i % styleDim]);
+    if (data.length !== styleDim && !repeated)
+      throw new CheckpointError(
+        file,
+        `'${avgKey}' with ${styleDim} values (or W+ rows that are all the same)`,
+        `shape [${t.shape}]`,
+      );
+    latentAvg = data.slice(0, styleDim);
   }
   return {
     config,
@@ -347,12 +356,12 @@ export function fromNvidia(
  * mapper checkpoint (`state_dict.decoder.*`), a bare generator state dict, or an NVIDIA `.pkl` snapshot.
  */
 export function loadGenerator(file: string): GeneratorWeights {
-  const ck = loadTorch(file);
-  if (ck.format === 'pickle') {
+  // An NVIDIA snapshot also holds G and D: read only G_ema's tensors, in one pass over the pickle.
+  if (isPlainPickleFile(file)) {
     const net = loadNvidiaPkl(file);
     return fromNvidia(file, net.tensors, net.initKwargs);
   }
-  const t = ck.tensors;
+  const t = loadTorch(file).tensors;
   if (t.has('g_ema.input.input')) return fromRosinality(file, t, { prefix: 'g_ema.' });
   if (t.has('state_dict.decoder.input.input'))
     return fromRosinality(file, t, {
