@@ -82,6 +82,8 @@ test('a stopped and resumed run equals an uninterrupted one (weights, EMA, Adam,
     'g_optim.state.0.exp_avg_sq',
   ])
     assert.ok(ca.tensors.has(key), key);
+  // g_ema is what generate, global, mapper and optimize load
+  assert.deepEqual(loadGenerator(join(a, 'checkpoint', '000006.pt')).config.channels, { 4: 8, 8: 8 });
   const strip = (f: string) =>
     readFileSync(f, 'utf8')
       .trim()
