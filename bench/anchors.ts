@@ -40,7 +40,7 @@ const HOW = `usage: npm run bench -- anchors --exports DIR [--runs N] [--device 
 cases: generator_1024 generator_256 image_b1 image_b16 text_2x79
 
 DIR holds the official models exported to ONNX as they are, and the checkpoints they came from. Make it once
-(several GB, 5-10 minutes on 2 cores; needs Debian's python3-torch, python3-numpy, python3-packaging,
+(about 2 GB, 5-10 minutes on an idle 2-core machine; needs Debian's python3-torch, python3-numpy, python3-packaging,
 python3-regex, python3-tqdm and checkouts of orpatashnik/StyleCLIP and openai/CLIP in REF, named
 orpatashnik+StyleCLIP and openai+CLIP):
 

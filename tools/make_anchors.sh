@@ -1,5 +1,5 @@
 #!/bin/sh
-# The "plain export" anchors for `npm run bench -- anchors --exports OUT` (several GB; 5-10 minutes on 2 cores):
+# The "plain export" anchors for `npm run bench -- anchors --exports OUT` (about 2 GB; 5-10 minutes on 2 cores):
 # random-weight full-size files in the published formats (../shared/anchors/make_fullsize.py), the official
 # models exported to ONNX as they are (../shared/anchors/export_official.py: generator.onnx at 1024²,
 # clip_image.onnx at batch 1, clip_text.onnx), and tools/anchors_extra.py's batch-16 image encoder and 256²
