@@ -13,9 +13,11 @@ import { reportError } from '../../src/cli/common.js';
 import { trainClipCommand } from '../../src/cli/train-clip.js';
 import { loadClip } from '../../src/models/clip/load.js';
 import { ClipModel } from '../../src/models/clip/model.js';
+import { preprocessRgb } from '../../src/models/clip/preprocess.js';
 import { ClipTrainer, type ClipTrainOptions } from '../../src/train/clip.js';
-import { JsonlClipDataset, readJsonlPairs } from '../../src/train/clip-data.js';
+import { fromSignedImages, JsonlClipDataset, readJsonlPairs } from '../../src/train/clip-data.js';
 import { type ClipArchitecture, clipConfig, initClipStateDict } from '../../src/train/clip-init.js';
+import { WorldCaptions } from '../../src/world/dataset.js';
 import { assertClose } from '../helpers.js';
 
 const ARCH: ClipArchitecture = {
@@ -215,6 +217,18 @@ describe('CLIP trainer (tiny model)', () => {
       assert.equal(r.code, code, `${args.join(' ')}: ${r.stderr}`);
       assert.match(r.stderr, message);
       assert.doesNotMatch(r.stderr, /internal error|\n\s+at /);
+    }
+  });
+
+  test("a world dataset's faces reach the trainer as CLIP's preprocessing would give them", async () => {
+    const world = new WorldCaptions(2, { size: 32 });
+    const pairs = fromSignedImages(world);
+    for (let i = 0; i < 2; i++) {
+      const s = await pairs.get(i, 1);
+      assert.equal(s.caption, world.caption(i, 1));
+      const bytes = await world.images.bytes(i);
+      const want = preprocessRgb({ data: bytes, width: 32, height: 32 }, 32);
+      assertClose(s.image, want, { rtol: 1e-5, atol: 1e-5, what: `face ${i}` });
     }
   });
 });
