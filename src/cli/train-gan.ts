@@ -8,8 +8,9 @@ import type { Command } from 'commander';
 import { z } from 'zod';
 import { configFChannels } from '../models/stylegan2/weights.js';
 import { configureRuntime } from '../runtime/session.js';
+import { OptimizerStateError } from '../train/adam.js';
 import { DataError, type ImageDataset, ImageFolder } from '../train/data.js';
-import { defaultGanConfig, type GanConfig, GanTrainer } from '../train/gan.js';
+import { defaultGanConfig, type GanConfig, GanError, GanTrainer } from '../train/gan.js';
 import { latestCheckpoint, runGanTraining } from '../train/gan-run.js';
 import {
   CliCommand,
@@ -168,6 +169,17 @@ async function openData(spec: string, size: number): Promise<ImageDataset> {
 const fmt = (x: number, d = 3) => (Number.isFinite(x) ? x.toFixed(d) : '-');
 
 async function trainGan(dataDir: string, opts: unknown): Promise<void> {
+  try {
+    await train(dataDir, opts);
+  } catch (e) {
+    // a bad checkpoint, a diverged run, a dataset that does not fit: said plainly, exit 1
+    if (e instanceof GanError || e instanceof DataError || e instanceof OptimizerStateError)
+      throw new UserError(e.message, 1);
+    throw e;
+  }
+}
+
+async function train(dataDir: string, opts: unknown): Promise<void> {
   const o = parseFlags(schema, opts);
   if (o.threads) configureRuntime({ threads: o.threads });
   prepareOut(o);
