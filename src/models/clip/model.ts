@@ -164,6 +164,8 @@ export class ClipModel {
   readonly logitScale: number;
   private readonly weights = new Map<string, HostWeight>();
   private readonly graphConsts = new WeakMap<Graph, Map<string, Value>>();
+  /** Graphs whose weights are inputs (weightsAsInputs). */
+  private readonly trainingGraphs = new WeakSet<Graph>();
   private hashValue?: string;
 
   private constructor(config: ClipConfig, weights: Map<string, HostWeight>, hash?: string) {
@@ -232,6 +234,9 @@ export class ClipModel {
     if (!consts) this.graphConsts.set(g, (consts = new Map()));
     let v = consts.get(key);
     if (!v) {
+      // A weight read on a training graph must be one of its inputs, or it would silently stay frozen.
+      if (this.trainingGraphs.has(g))
+        throw new ClipWeightsError(`"${key}" is read but not bound by weightsAsInputs; bind it there`);
       const w = this.tensor(key);
       v = g.const(w.data, w.shape, `clip.${key.replace(':', '_')}`);
       consts.set(key, v);
@@ -271,6 +276,7 @@ export class ClipModel {
       }
     }
     this.graphConsts.set(g, bound);
+    this.trainingGraphs.add(g);
     return inputs;
   }
 
