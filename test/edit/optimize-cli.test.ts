@@ -75,6 +75,8 @@ describe('styleclip optimize', () => {
       'final.png',
       'latent.npy',
       'losses.jsonl',
+      'run.json', // what --resume reads: step, Adam state, flags
+      'start.npy', // the starting latent, the L2 anchor of a resumed run
     ]);
   });
 
