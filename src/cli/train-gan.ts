@@ -202,6 +202,7 @@ async function train(dataDir: string, opts: unknown): Promise<void> {
     'd {d} g {g} r1 {r1} path {path} real {real} fake {fake} | {ips} img/s',
   );
   bar.update(Math.floor((t.iter * c.batch) / 1000));
+  let lastLine = 0;
   try {
     const res = await runGanTraining(
       t,
@@ -217,8 +218,8 @@ async function train(dataDir: string, opts: unknown): Promise<void> {
       },
       {
         stopRequested: stop.requested,
-        onIteration: ({ stats: s, kimg, imagesPerSecond }) =>
-          bar.update(Math.floor(kimg), {
+        onIteration: ({ stats: s, kimg, imagesPerSecond, etaSeconds }) => {
+          const fields = {
             d: fmt(s.d),
             g: fmt(s.g),
             r1: fmt(s.r1, 4),
@@ -226,7 +227,18 @@ async function train(dataDir: string, opts: unknown): Promise<void> {
             real: fmt(s.real_score),
             fake: fmt(s.fake_score),
             ips: fmt(imagesPerSecond, 1),
-          }),
+          };
+          bar.update(Math.floor(kimg), fields);
+          // without a terminal (a background run's log) the bar is silent: one status line a minute instead
+          if (!process.stderr.isTTY && Date.now() - lastLine >= 60_000) {
+            lastLine = Date.now();
+            const eta = Number.isFinite(etaSeconds) ? `${(etaSeconds / 3600).toFixed(1)} h` : '-';
+            process.stderr.write(
+              `styleclip: iter ${s.iter} kimg ${kimg.toFixed(1)} | d ${fields.d} g ${fields.g} r1 ${fields.r1} ` +
+                `path ${fields.path} real ${fields.real} fake ${fields.fake} | ${fields.ips} img/s | ETA ${eta}\n`,
+            );
+          }
+        },
       },
     );
     bar.stop();
