@@ -85,7 +85,10 @@ describe('StyleSpace mapper against an independent float64 computation', () => {
     const out = await run(w);
     styleDims.forEach((C, i) => {
       const got = out[`e${i}`].data as Float32Array;
-      if (isToRGB[i]) return assert.deepEqual(got, codes[i]);
+      if (isToRGB[i]) {
+        assert.deepEqual(got, codes[i]);
+        return;
+      }
       const want = editF64(w, i, Float64Array.from(codes[i]), C);
       assertClose(got, want, { rtol: 1e-5, atol: 1e-6, what: `layer ${i}` });
       assert.ok(
