@@ -43,22 +43,22 @@ const schema = z.object({
   channelMultiplier: positiveInt('--channel-multiplier').default(2),
   latent: positiveInt('--latent').default(512),
   nMlp: positiveInt('--n-mlp').default(8),
-  batch: positiveInt('--batch').default(16),
-  lr: positive('--lr').default(0.002),
-  r1: nonNegative('--r1').default(10),
-  pathRegularize: nonNegative('--path-regularize').default(2),
-  pathBatchShrink: positiveInt('--path-batch-shrink').default(2),
-  dRegEvery: positiveInt('--d-reg-every').default(16),
-  gRegEvery: positiveInt('--g-reg-every').default(4),
+  batch: positiveInt('--batch').optional(),
+  lr: positive('--lr').optional(),
+  r1: nonNegative('--r1').optional(),
+  pathRegularize: nonNegative('--path-regularize').optional(),
+  pathBatchShrink: positiveInt('--path-batch-shrink').optional(),
+  dRegEvery: positiveInt('--d-reg-every').optional(),
+  gRegEvery: positiveInt('--g-reg-every').optional(),
   mixing: num('--mixing')
     .refine((n) => n >= 0 && n <= 1, { message: '--mixing must be in [0, 1]' })
-    .default(0.9),
+    .optional(),
   iter: positiveInt('--iter').optional(),
   kimg: positive('--kimg').optional(),
   flip: z.boolean().default(false),
   seed: int('--seed')
     .refine((n) => n >= 0 && n < 2 ** 31, { message: '--seed must be in [0, 2^31)' })
-    .default(0),
+    .optional(),
   sampleEvery: positive('--sample-every').default(4),
   nSample: positiveInt('--n-sample').default(16),
   saveEvery: positive('--save-every').default(10),
@@ -87,7 +87,8 @@ function channelsFor(o: Flags, size: number): Record<number, number> {
 
 /** The trainer: resumed (a checkpoint file, or the newest in --out with --resume auto) or fresh. */
 function makeTrainer(o: Flags): GanTrainer {
-  const run: Partial<GanConfig> & { batch: number } = {
+  // undefined flags: train.py's defaults for a new run, the checkpoint's values on --resume
+  const run: Partial<GanConfig> = {
     batch: o.batch,
     lr: o.lr,
     r1: o.r1,
@@ -115,7 +116,7 @@ function makeTrainer(o: Flags): GanTrainer {
     ...defaultGanConfig(o.size, channelsFor(o, o.size)),
     latent: o.latent,
     n_mlp: o.nMlp,
-    ...run,
+    ...Object.fromEntries(Object.entries(run).filter(([, v]) => v !== undefined)),
   });
 }
 
@@ -267,18 +268,27 @@ export function trainGanCommand(): Command {
     .option('--channel-multiplier <n>', 'config-f table multiplier when --channels is not given', '2')
     .option('--latent <n>', 'style (z, w) dimension', '512')
     .option('--n-mlp <n>', 'mapping network depth', '8')
-    .option('--batch <n>', 'batch size (a multiple of 4)', '16')
-    .option('--lr <x>', 'learning rate', '0.002')
-    .option('--r1 <x>', 'R1 weight', '10')
-    .option('--path-regularize <x>', 'path-length weight', '2')
-    .option('--path-batch-shrink <n>', 'path-length batch = batch / this', '2')
-    .option('--d-reg-every <n>', 'R1 every n iterations', '16')
-    .option('--g-reg-every <n>', 'path length every n iterations', '4')
-    .option('--mixing <p>', 'style-mixing probability', '0.9')
+    .option('--batch <n>', 'batch size (a multiple of 4) (default 16; on --resume from the checkpoint)')
+    .option('--lr <x>', 'learning rate (default 0.002; on --resume from the checkpoint)')
+    .option('--r1 <x>', 'R1 weight (default 10; on --resume from the checkpoint)')
+    .option('--path-regularize <x>', 'path-length weight (default 2; on --resume from the checkpoint)')
+    .option(
+      '--path-batch-shrink <n>',
+      'path-length batch = batch / this (default 2; on --resume from the checkpoint)',
+    )
+    .option('--d-reg-every <n>', 'R1 every n iterations (default 16; on --resume from the checkpoint)')
+    .option(
+      '--g-reg-every <n>',
+      'path length every n iterations (default 4; on --resume from the checkpoint)',
+    )
+    .option('--mixing <p>', 'style-mixing probability (default 0.9; on --resume from the checkpoint)')
     .option('--iter <n>', 'total iterations (default 800000)')
     .option('--kimg <k>', 'total thousands of images instead of --iter')
     .option('--flip', 'random horizontal flips')
-    .option('--seed <n>', 'seeds the weights, every random draw and the data order', '0')
+    .option(
+      '--seed <n>',
+      'seeds the weights, every random draw and the data order (default 0; on --resume from the checkpoint)',
+    )
     .option('--sample-every <kimg>', 'sample grid from g_ema every this many kimg', '4')
     .option('--n-sample <n>', 'images in the sample grid', '16')
     .option('--save-every <minutes>', 'checkpoint every this many minutes', '10')

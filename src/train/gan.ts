@@ -337,11 +337,7 @@ export class GanTrainer {
    * options; size, channels, latent and n_mlp come from the weights. Our `train_state` (iteration, mean path
    * length, seed) resumes exactly; a rosinality checkpoint resumes at the iteration its file name gives.
    */
-  static fromCheckpoint(
-    file: string,
-    config: Partial<GanConfig> & { batch: number },
-    startIter?: number,
-  ): GanTrainer {
+  static fromCheckpoint(file: string, config: Partial<GanConfig> = {}, startIter?: number): GanTrainer {
     const ck = loadTorch(file);
     const has = (p: string) => [...ck.tensors.keys()].some((k) => k.startsWith(p));
     if (!has('g.') || !has('d.') || !has('g_ema.'))
@@ -359,9 +355,34 @@ export class GanTrainer {
         throw new GanError(`${file}: D has ${arch.channels[r]} channels at ${r}², G ${c.channels[r]}`);
     const value = ck.value as Record<string, unknown>;
     const state = (value.train_state ?? null) as Record<string, unknown> | null;
+    // train.py's options: its defaults, then the checkpoint's `args` (rosinality's Namespace or ours), then our
+    // saved run config, then what the caller sets explicitly
+    const args = (value.args ?? {}) as Record<string, unknown>;
+    const fromArgs = Object.fromEntries(
+      (
+        [
+          'batch',
+          'lr',
+          'r1',
+          'path_regularize',
+          'path_batch_shrink',
+          'd_reg_every',
+          'g_reg_every',
+          'mixing',
+        ] as const
+      )
+        .filter((k) => typeof args[k] === 'number')
+        .map((k) => [k, args[k]]),
+    ) as Partial<GanConfig>;
+    const saved = Object.fromEntries(
+      Object.entries((state?.config ?? {}) as Record<string, unknown>).filter(
+        ([, v]) => typeof v === 'number',
+      ),
+    ) as Partial<GanConfig>;
     const full: GanConfig = {
       ...defaultGanConfig(c.size, c.channels),
-      ...(state?.config as Partial<GanConfig> | undefined),
+      ...fromArgs,
+      ...saved,
       ...Object.fromEntries(Object.entries(config).filter(([, v]) => v !== undefined)),
       size: c.size,
       channels: c.channels,
