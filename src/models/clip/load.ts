@@ -11,7 +11,7 @@ import { hfToOpenAI, isHfClip } from './hf.js';
 import { ClipModel, type ClipModelOptions } from './model.js';
 
 export interface ClipStateDict {
-  /** OpenAI-layout tensors as stored (float16 kept as is; ClipModel widens). */
+  /** OpenAI-layout tensors as stored (float16 kept as is unless widened on load; ClipModel widens). */
   tensors: Map<string, Tensor>;
   format: 'torchscript' | 'torch-zip' | 'torch-legacy' | 'pickle' | 'safetensors';
   layout: 'openai' | 'huggingface';
@@ -29,14 +29,19 @@ function looksLikeSafetensors(file: string): boolean {
   }
 }
 
-export function loadClipStateDict(file: string): ClipStateDict {
+/**
+ * `widen`: float16/bfloat16 tensors become float32 as the file is read (in place, partly on a worker
+ * thread), so no half-precision copy stays alive beside the float32 one; off by default, since a state dict
+ * is often passed on as it is stored.
+ */
+export function loadClipStateDict(file: string, { widen = false }: { widen?: boolean } = {}): ClipStateDict {
   let tensors: Map<string, Tensor>;
   let format: ClipStateDict['format'];
   if (looksLikeSafetensors(file)) {
-    tensors = loadSafetensors(file, { widen: false }).tensors;
+    tensors = loadSafetensors(file, { widen }).tensors;
     format = 'safetensors';
   } else {
-    const ck = loadTorch(file, { widen: false });
+    const ck = loadTorch(file, { widen });
     tensors = ck.tensors;
     format = ck.format;
     // A checkpoint that wraps the state dict (e.g. {'state_dict': ...}) is unwrapped by its prefix.
@@ -55,5 +60,5 @@ export function loadClipStateDict(file: string): ClipStateDict {
 
 /** A ClipModel from any supported CLIP ViT checkpoint file. */
 export function loadClip(file: string, options: ClipModelOptions = {}): ClipModel {
-  return ClipModel.fromStateDict(loadClipStateDict(file).tensors, options);
+  return ClipModel.fromStateDict(loadClipStateDict(file, { widen: true }).tensors, options);
 }
