@@ -129,9 +129,12 @@ export class HalfWidener {
   private startWorker() {
     if (this.worker || this.workerFailed) return this.worker;
     try {
-      const thread = new Worker(WORKER_SOURCE, { eval: true });
+      // No inherited execArgv: `--input-type=module` (node -e) would run this CommonJS source as ESM, and
+      // loader hooks (tsx) have nothing to do in it.
+      const thread = new Worker(WORKER_SOURCE, { eval: true, execArgv: [] });
       thread.unref();
-      // Errors surface as a stalled finish; an unhandled 'error' event would kill the process.
+      // Errors surface as a stalled finish (a synchronous load never turns the event loop to see them);
+      // an unhandled 'error' event would kill the process.
       thread.on('error', () => {});
       const { port1, port2 } = new MessageChannel();
       const flag = new SharedArrayBuffer(4);
