@@ -1,4 +1,6 @@
-/** Benchmark helpers: JSON-line output and timing. */
+/** Benchmark helpers: JSON-line output, timing, and a server child process. */
+import { type ChildProcess, spawn } from 'node:child_process';
+
 export function report(
   bench: string,
   name: string,
@@ -35,3 +37,26 @@ export async function timeIt(fn: () => Promise<unknown>, { warmup = 1, runs = 5 
 }
 
 export const peakRssMB = () => process.resourceUsage().maxRSS / 1024;
+
+/**
+ * Runs `node --import tsx FILE --server ARGS` (a benchmark's own server half) and resolves with the first
+ * JSON line it prints on stdout (its address and set-up figures), or rejects if it exits first.
+ */
+export async function startServerChild<T>(
+  file: string,
+  args: string[] = [],
+): Promise<{ child: ChildProcess; info: T }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', file, '--server', ...args], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const info = await new Promise<T>((resolve, reject) => {
+    let buf = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      buf += d.toString();
+      const line = buf.split('\n').find((l) => l.startsWith('{'));
+      if (line) resolve(JSON.parse(line));
+    });
+    child.on('exit', (code) => reject(new Error(`the server exited (${code})`)));
+  });
+  return { child, info };
+}

@@ -6,11 +6,10 @@
  *
  * `node --import tsx bench/serve-load.ts --server` is the child: the fixture server on a free port.
  */
-import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { report } from './report.js';
+import { report, startServerChild } from './report.js';
 
 const flag = (name: string, dflt: number) => {
   const i = process.argv.indexOf(name);
@@ -47,18 +46,11 @@ const pct = (sorted: number[], p: number) =>
   sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
 
 export default async function main(): Promise<void> {
-  const args = ['--import', 'tsx', fileURLToPath(import.meta.url), '--server'];
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  const { child, info } = await startServerChild<{ url: string; pid: number }>(
+    fileURLToPath(import.meta.url),
+  );
+  const { url, pid } = info;
   try {
-    const { url, pid } = await new Promise<{ url: string; pid: number }>((resolve, reject) => {
-      let buf = '';
-      child.stdout.on('data', (d: Buffer) => {
-        buf += d.toString();
-        const line = buf.split('\n').find((l) => l.startsWith('{'));
-        if (line) resolve(JSON.parse(line));
-      });
-      child.on('exit', (code) => reject(new Error(`the server exited (${code})`)));
-    });
     const fresh = rssMB(pid);
     report('serve-load', 'rss_fresh', fresh, 'MB');
     const latencies: number[] = [];

@@ -8,10 +8,9 @@
  * `node --import tsx bench/serve.ts --server` is the child: it builds the models, starts the server on a
  * free port and prints its URL.
  */
-import { spawn } from 'node:child_process';
 import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { report } from './report.js';
+import { report, startServerChild } from './report.js';
 
 const REQUESTS = 50;
 const WARMUP = 3;
@@ -61,18 +60,12 @@ function pct(sorted: number[], p: number): number {
 
 export default async function main(): Promise<void> {
   const load0 = loadavg();
-  const args = ['--import', 'tsx', fileURLToPath(import.meta.url), '--server', '--preview', String(PREVIEW)];
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  const { child, info } = await startServerChild<{ url: string; setupMs: number }>(
+    fileURLToPath(import.meta.url),
+    ['--preview', String(PREVIEW)],
+  );
+  const { url, setupMs } = info;
   try {
-    const { url, setupMs } = await new Promise<{ url: string; setupMs: number }>((resolve, reject) => {
-      let buf = '';
-      child.stdout.on('data', (d: Buffer) => {
-        buf += d.toString();
-        const line = buf.split('\n').find((l) => l.startsWith('{'));
-        if (line) resolve(JSON.parse(line));
-      });
-      child.on('exit', (code) => reject(new Error(`the server exited (${code})`)));
-    });
     report('serve', 'setup_random_1024_models', setupMs, 'ms');
     const edit = async (alpha: number, preview: boolean) => {
       const t = performance.now();
