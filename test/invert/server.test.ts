@@ -4,6 +4,7 @@ import { after, before, describe, test } from 'node:test';
 import { loadModels, type RunningServer, Studio, startServer } from '../../src/server/index.js';
 import { setPhotoEncoder } from '../../src/server/invert.js';
 import { fixture } from '../helpers.js';
+import { jobEvents } from '../server/helpers.js';
 
 let srv: RunningServer;
 before(async () => {
@@ -27,22 +28,12 @@ const post = async (path: string, body: unknown) => {
   return { status: res.status, json: (await res.json()) as Record<string, unknown> };
 };
 
-/** The job's events over SSE until it ends. */
-async function events(id: string): Promise<Record<string, unknown>[]> {
-  const res = await fetch(`${srv.url}/api/jobs/${id}/events`);
-  const text = await res.text(); // the stream closes after done/failed/cancelled
-  return text
-    .split('\n\n')
-    .filter((b) => b.includes('data: '))
-    .map((b) => JSON.parse(b.slice(b.indexOf('data: ') + 6)));
-}
-
 describe('web app: photo upload → aligned, inverted, in the gallery', () => {
   test('POST /api/jobs/invert: progress over SSE, then a new gallery latent that renders', async () => {
     const data = readFileSync(fixture('photos/astronaut.png')).toString('base64');
     const r = await post('/api/jobs/invert', { name: 'astronaut.png', data, steps: 2 });
     assert.equal(r.status, 202, JSON.stringify(r.json));
-    const ev = await events(r.json.id as string);
+    const ev = await jobEvents(`${srv.url}/api`, r.json.id as string);
     const stages = ev.filter((e) => e.type === 'progress').map((e) => e.stage);
     assert.ok(stages.includes('align') && stages.includes('optimize'), `stages ${stages}`);
     const done = ev.at(-1)!;
@@ -64,7 +55,7 @@ describe('web app: photo upload → aligned, inverted, in the gallery', () => {
       data: Buffer.from('hello').toString('base64'),
     });
     assert.equal(r.status, 202);
-    const done = (await events(r.json.id as string)).at(-1)!;
+    const done = (await jobEvents(`${srv.url}/api`, r.json.id as string)).at(-1)!;
     assert.equal(done.type, 'failed');
     assert.match(done.error as string, /notes\.txt.*is not an image/);
     const bad = await post('/api/jobs/invert', { name: 'x.png', data: 'aGk=', steps: 0 });

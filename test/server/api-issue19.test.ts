@@ -12,7 +12,7 @@ import { setTextCacheLimit } from '../../src/models/clip/encoder.js';
 import { IMAGENET_TEMPLATES } from '../../src/models/clip/templates.js';
 import type { RunningServer } from '../../src/server/index.js';
 import { buildWeb } from '../../web/build.js';
-import { post, startFixtureServer } from './helpers.js';
+import { jobEvents, post, startFixtureServer } from './helpers.js';
 
 let srv: RunningServer;
 let base: string;
@@ -31,22 +31,6 @@ after(async () => {
   await srv?.close();
   rmSync(webRoot, { recursive: true, force: true });
 });
-
-/** Reads a job's events until it ends. */
-async function events(id: string): Promise<{ type: string; [k: string]: unknown }[]> {
-  const text = await (await fetch(`${base}/jobs/${id}/events`)).text();
-  return text
-    .split('\n\n')
-    .filter((b) => b.trim())
-    .map((b) =>
-      JSON.parse(
-        b
-          .split('\n')
-          .find((l) => l.startsWith('data: '))!
-          .slice(6),
-      ),
-    );
-}
 
 describe('API edges', () => {
   test('new targets one after another and 8 at a time: all answered with a full text cache', async () => {
@@ -105,7 +89,7 @@ describe('API edges', () => {
     const a = await post(`${base}/jobs/optimize`, { prompt: 'purple hair', steps: 1 });
     assert.equal(a.status, 202, JSON.stringify(a.json));
     const b = await post(`${base}/jobs/optimize`, { image: 'seed:0', prompt: 'purple hair', steps: 1 });
-    const [ea, eb] = [await events(a.json.id as string), await events(b.json.id as string)];
+    const [ea, eb] = [await jobEvents(base, a.json.id as string), await jobEvents(base, b.json.id as string)];
     assert.equal(ea.at(-1)!.type, 'done');
     assert.equal(ea.at(-1)!.image, eb.at(-1)!.image);
   });
@@ -118,7 +102,7 @@ describe('API edges', () => {
       await new Promise((r) => setTimeout(r, 20));
     }
     await fetch(`${base}/jobs/${j.json.id}`, { method: 'DELETE' });
-    const last = (await events(j.json.id as string)).at(-1)!;
+    const last = (await jobEvents(base, j.json.id as string)).at(-1)!;
     assert.equal(last.type, 'cancelled');
     assert.equal(last.stopped, true);
     assert.match(last.image as string, /^data:image\/png/);

@@ -5,7 +5,7 @@ import { request } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { RunningServer, Studio } from '../../src/server/index.js';
-import { FIXTURE_FILES, fx, post, startFixtureServer } from './helpers.js';
+import { FIXTURE_FILES, fx, jobEvents, post, startFixtureServer } from './helpers.js';
 
 let srv: RunningServer;
 let studio: Studio;
@@ -20,24 +20,6 @@ after(async () => {
 });
 
 const edit = { image: 'seed:1', target: 'smiling face', alpha: 4, beta: 0.1 };
-
-/** Reads a job's Server-Sent Events until it ends. */
-async function events(id: string): Promise<{ type: string; [k: string]: unknown }[]> {
-  const res = await fetch(`${base}/jobs/${id}/events`);
-  assert.equal(res.headers.get('content-type'), 'text/event-stream; charset=utf-8');
-  const text = await res.text();
-  return text
-    .split('\n\n')
-    .filter((b) => b.trim())
-    .map((b) =>
-      JSON.parse(
-        b
-          .split('\n')
-          .find((l) => l.startsWith('data: '))!
-          .slice(6),
-      ),
-    );
-}
 
 describe('styleclip serve API', () => {
   test('info, gallery, original image', async () => {
@@ -188,7 +170,7 @@ describe('styleclip serve API', () => {
       steps: 3,
     });
     assert.equal(r.status, 202);
-    const ev = await events(r.json.id as string);
+    const ev = await jobEvents(base, r.json.id as string);
     const progress = ev.filter((e) => e.type === 'progress');
     assert.deepEqual(
       progress.map((e) => e.step),
@@ -214,7 +196,7 @@ describe('styleclip serve API', () => {
     assert.equal(b.json.position, 1, 'the second job waits behind the first');
     const del = await fetch(`${base}/jobs/${b.json.id}`, { method: 'DELETE' });
     assert.equal(del.status, 202);
-    const bev = await events(b.json.id as string);
+    const bev = await jobEvents(base, b.json.id as string);
     assert.equal(bev.at(-1)!.type, 'cancelled');
     // Wait for a step of the long job, then cancel it.
     for (;;) {
@@ -223,7 +205,7 @@ describe('styleclip serve API', () => {
       await new Promise((r) => setTimeout(r, 20));
     }
     assert.equal((await fetch(`${base}/jobs/${a.json.id}`, { method: 'DELETE' })).status, 202);
-    const aev = await events(a.json.id as string);
+    const aev = await jobEvents(base, a.json.id as string);
     const last = aev.at(-1)!;
     assert.equal(last.type, 'cancelled');
     assert.ok((last.steps as number) < 1000);
@@ -260,7 +242,7 @@ describe('styleclip serve API', () => {
     };
     try {
       const r = await post(`${base}/jobs/optimize`, { image: 'seed:1', prompt: 'purple hair', steps: 3 });
-      const ev = await events(r.json.id as string);
+      const ev = await jobEvents(base, r.json.id as string);
       assert.deepEqual(ev.at(-1), { type: 'failed', error: 'boom' });
     } finally {
       studio.optimize = real;

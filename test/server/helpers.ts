@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 /** Starts the app on the fixture models in this process, on a free loopback port. */
 import { fileURLToPath } from 'node:url';
 import { loadModels, type RunningServer, Studio, startServer } from '../../src/server/index.js';
@@ -31,4 +32,22 @@ export async function post(
     body: init.raw ?? JSON.stringify(body),
   });
   return { status: res.status, json: (await res.json()) as Record<string, unknown> };
+}
+
+/** A job's Server-Sent Events, parsed, until the stream closes (after done, failed or cancelled). */
+export async function jobEvents(api: string, id: string): Promise<{ type: string; [k: string]: unknown }[]> {
+  const res = await fetch(`${api}/jobs/${id}/events`);
+  assert.equal(res.headers.get('content-type'), 'text/event-stream; charset=utf-8');
+  const text = await res.text();
+  return text
+    .split('\n\n')
+    .filter((b) => b.includes('data: '))
+    .map((b) =>
+      JSON.parse(
+        b
+          .split('\n')
+          .find((l) => l.startsWith('data: '))!
+          .slice(6),
+      ),
+    );
 }
