@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { readNpyF32 } from '../../../src/io/npy.js';
+import { seededZ } from '../../../src/models/stylegan2/generator.js';
 import { StyleGAN2 } from '../../../src/models/stylegan2/index.js';
 import { assertClose } from '../../helpers.js';
 
@@ -47,12 +48,17 @@ describe('StyleGAN2 host API', () => {
 
   it('computes a mean latent when the checkpoint has none', async () => {
     const H = new StyleGAN2({ ...G.weights, latentAvg: null });
-    const m = await H.meanLatent(256);
+    // 600 samples: two chunks (512 + 88), weighted by their sizes
+    const m = await H.meanLatent(600);
     assert.equal(m.length, 512);
-    assert.ok(m.every(Number.isFinite));
+    // the mean of mapping(z) over numpy RandomState(0).randn(600, 512), in float64 here
+    const w = await H.mapping(seededZ(0, 600, 512));
+    const want = new Float64Array(512);
+    for (let r = 0; r < 600; r++) for (let d = 0; d < 512; d++) want[d] += w[r * 512 + d] / 600;
+    assertClose(m, want, { rtol: 1e-5, atol: 1e-6, what: 'mean latent' });
     // Cached per (samples, seed): the same request is the same array, another seed another mean.
-    assert.equal(await H.meanLatent(256), m);
-    const other = await H.meanLatent(256, 1);
+    assert.equal(await H.meanLatent(600), m);
+    const other = await H.meanLatent(600, 1);
     assert.notDeepEqual([...other], [...m]);
   });
 });
