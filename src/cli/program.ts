@@ -1,6 +1,7 @@
 /** The `styleclip` program: each subcommand lives in its own file and registers here. */
 import { type Command, CommanderError } from 'commander';
 import { resolveModelArgs } from '../download/resolve.js';
+import { withWorldDefaults } from '../world/models.js';
 import { addDeviceOption, CliCommand, reportError } from './common.js';
 import { downloadCommand } from './download.js';
 import { embedCommand } from './embed.js';
@@ -51,7 +52,8 @@ export async function main(argv: string[]): Promise<number> {
   overrideExits(program);
   try {
     // Known model names (`--generator ffhq`) become their cached paths before any command parses them.
-    await program.parseAsync(resolveModelArgs(argv));
+    // Model flags left out fall back to the built-in world's models where they exist.
+    await program.parseAsync(withWorldDefaults(resolveModelArgs(argv)));
     return 0;
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : e.exitCode || 2;

@@ -86,3 +86,72 @@ export function missingModelMessage(
 export function resolveModel(flag: string | undefined, kind: WorldModel, name?: string): string | null {
   return flag ?? worldModelPath(kind, name);
 }
+
+/** The model flags each command needs, and the world model that stands in for each when it is absent. */
+const WORLD_DEFAULTS: readonly [command: readonly string[], flags: readonly [string, WorldModel][]][] = [
+  [['generate'], [['--generator', 'generator']]],
+  [
+    ['optimize'],
+    [
+      ['--generator', 'generator'],
+      ['--clip', 'clip'],
+    ],
+  ],
+  [
+    ['global', 'edit'],
+    [
+      ['--generator', 'generator'],
+      ['--clip', 'clip'],
+      ['--fs3', 'fs3'],
+    ],
+  ],
+  [
+    ['global', 'precompute'],
+    [
+      ['--generator', 'generator'],
+      ['--clip', 'clip'],
+    ],
+  ],
+  [
+    ['mapper', 'train'],
+    [
+      ['--generator', 'generator'],
+      ['--clip', 'clip'],
+    ],
+  ],
+  [['embed'], [['--clip', 'clip']]],
+  [
+    ['serve'],
+    [
+      ['--generator', 'generator'],
+      ['--clip', 'clip'],
+      ['--fs3', 'fs3'],
+      ['--mappers', 'mappers'],
+    ],
+  ],
+];
+
+/**
+ * The command line (`process.argv` form) with the world's models added for every model flag the command
+ * needs and was not given, where models/world/ has that model. A flag given always wins; a world model
+ * that is missing adds nothing, so the command's own message about the flag stands.
+ */
+export function withWorldDefaults(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): string[] {
+  const args = argv.slice(2);
+  if (args.includes('--help') || args.includes('-h')) return [...argv];
+  const words: string[] = [];
+  for (const a of args) {
+    if (a.startsWith('-')) break;
+    words.push(a);
+  }
+  const entry = WORLD_DEFAULTS.find(([cmd]) => cmd.every((w, i) => words[i] === w));
+  if (!entry) return [...argv];
+  const given = (flag: string) => args.some((a) => a === flag || a.startsWith(`${flag}=`));
+  const added: string[] = [];
+  for (const [flag, kind] of entry[1]) {
+    if (given(flag)) continue;
+    const path = worldModelPath(kind, undefined, env);
+    if (path) added.push(flag, path);
+  }
+  return [...argv, ...added];
+}

@@ -1,0 +1,50 @@
+import assert from 'node:assert/strict';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { withWorldDefaults } from '../../src/world/models.js';
+import { runCli } from '../cli/helpers.js';
+import { fixture } from '../helpers.js';
+
+// A stand-in world folder (the fixture generator and CLIP under the world's file names), so the rule is
+// tested before the real world models are trained.
+const tmp = mkdtempSync(join(tmpdir(), 'world-defaults-'));
+after(() => rmSync(tmp, { recursive: true, force: true }));
+const world = join(tmp, 'world');
+mkdirSync(world);
+copyFileSync(fixture('stylegan2/generator.pt'), join(world, 'generator.pt'));
+copyFileSync(fixture('clip/clip.pt'), join(world, 'clip.pt'));
+const env = { STYLECLIP_WORLD: world };
+const argv = (...a: string[]) => ['node', 'styleclip', ...a];
+
+test('model flags left out are filled from the world folder; given flags and other commands are left alone', () => {
+  assert.deepEqual(withWorldDefaults(argv('generate', '--seed', '1'), env), [
+    ...argv('generate', '--seed', '1'),
+    '--generator',
+    join(world, 'generator.pt'),
+  ]);
+  // a flag given wins (also as --flag=value); a world model that is absent (fs3 here) adds nothing
+  assert.deepEqual(withWorldDefaults(argv('global', 'edit', '--generator=g.pt', '--target', 't'), env), [
+    ...argv('global', 'edit', '--generator=g.pt', '--target', 't'),
+    '--clip',
+    join(world, 'clip.pt'),
+  ]);
+  assert.deepEqual(withWorldDefaults(argv('tokenize', 'a face'), env), argv('tokenize', 'a face'));
+  assert.deepEqual(withWorldDefaults(argv('generate', '--help'), env), argv('generate', '--help'));
+  const empty = join(tmp, 'empty');
+  mkdirSync(empty);
+  assert.deepEqual(withWorldDefaults(argv('generate'), { STYLECLIP_WORLD: empty }), argv('generate'));
+});
+
+test('`styleclip generate` with no model flag renders with the world generator', () => {
+  const out = join(tmp, 'x.png');
+  const [r] = runCli([['generate', '--seed', '3', '--out', out]], env);
+  assert.equal(r.code, 0, r.stderr);
+  assert.ok(existsSync(out));
+  const [missing] = runCli([['generate', '--seed', '3', '--out', out]], {
+    STYLECLIP_WORLD: join(tmp, 'none'),
+  });
+  assert.equal(missing.code, 2);
+  assert.match(missing.stderr, /--generator/);
+});
