@@ -7,6 +7,7 @@
  */
 import { grad } from '../autodiff/grad.js';
 import { Graph, ShapeError, topoSort, type Value } from '../graph/graph.js';
+import { normalizeRows } from '../models/clip/encoder.js';
 import { type ClipModel, eotIndices, trimmedLength, trimTokens } from '../models/clip/model.js';
 import { CONTEXT_LENGTH, tokenize } from '../models/clip/tokenizer.js';
 import { compile, type Executable, type HostTensor } from '../runtime/session.js';
@@ -180,18 +181,6 @@ function usedInputs(outputs: readonly Value[]): Value[] {
   return [...seen];
 }
 
-/** Rows scaled to unit length (CLIP's features / features.norm()). */
-function normalized(x: Float32Array, dim: number): Float32Array {
-  const out = new Float32Array(x.length);
-  for (let r = 0; r < x.length / dim; r++) {
-    let s = 0;
-    for (let j = 0; j < dim; j++) s += x[r * dim + j] ** 2;
-    const inv = 1 / Math.sqrt(s);
-    for (let j = 0; j < dim; j++) out[r * dim + j] = x[r * dim + j] * inv;
-  }
-  return out;
-}
-
 /**
  * Normalized features of images and texts with weights that change between calls (a model in training):
  * the weights are inputs here too, so evaluating during training compiles once.
@@ -251,7 +240,7 @@ export class ClipFeatures {
       });
       out.set((res.features.data as Float32Array).subarray(0, m * e), s * e);
     }
-    return normalized(out, e);
+    return normalizeRows(out, e);
   }
 
   /** Texts → [n, E] unit rows (the real BPE tokenizer; over-long texts are cut to the context). */
@@ -286,7 +275,7 @@ export class ClipFeatures {
       });
       out.set((res.features.data as Float32Array).subarray(0, m * e), s * e);
     }
-    return normalized(out, e);
+    return normalizeRows(out, e);
   }
 
   async release(): Promise<void> {
