@@ -18,7 +18,7 @@ import {
   selectProvider,
 } from '../../src/runtime/device.js';
 import { nchwcBlockSize } from '../../src/runtime/nchwc.js';
-import { activeProvider, configureRuntime } from '../../src/runtime/session.js';
+import { activeProvider, configureRuntime, providerEntry } from '../../src/runtime/session.js';
 import { runMain } from '../cli/helpers.js';
 
 test('device names: one provider, a fallback list, auto; anything else is refused with the valid names', () => {
@@ -135,6 +135,12 @@ test("CUDA's provider files are looked for beside onnxruntime-node's binding bef
     rmSync(dir, { recursive: true, force: true });
   }
   assert.equal(preflight('cpu'), null);
+});
+
+test('WebGPU sessions use the NCHW layout (its NHWC conv is wrong at 33 input channels); others are named as they are', () => {
+  assert.deepEqual(providerEntry('webgpu'), { name: 'webgpu', preferredLayout: 'NCHW' });
+  assert.equal(providerEntry('cpu'), 'cpu');
+  assert.equal(providerEntry('cuda'), 'cuda');
 });
 
 test('the blocked (NCHWc) CPU kernels are off on any provider but the CPU', async () => {
