@@ -109,7 +109,7 @@ export function noiseRegularize(noises: readonly Value[]): Value {
 
 /** CLIP image features [1, E] of an image through StyleCLIP's resample, L2-normalized. */
 function clipImageFeatures(clip: ClipModel, image: Value): Value {
-  const f = clip.encodeImage(clipResample(image));
+  const f = clip.encodeImage(clipResample(image, clip.config.imageResolution));
   return div(f, sqrt(sum(mul(f, f), 1, true)));
 }
 

@@ -35,23 +35,35 @@ export function upsamplePoolMatrix(n: number, up: number, k: number): Float32Arr
 /**
  * `avg_pool(upsample(image))` of StyleCLIP's CLIPLoss as one separable linear map, Ph · x · Pwᵀ. It is the
  * same function as the reference's, but never builds the 7× image (7168² per channel at 1024²).
- * `kernel` defaults to the reference's `stylegan_size // 32` with stylegan_size the image height.
+ * The reference upsamples ×7 and pools with kernel `stylegan_size // 32`, which takes any side that is a
+ * multiple of 32 to 224. That is ×(224 / g) then pooling by (side / g) with g = gcd(side, 224); the same
+ * rule with another CLIP's `resolution` in place of 224 takes the image to that CLIP's input size (a 64²
+ * world image to a 64² CLIP: the identity; a 1024² one: 16×16 means).
  */
-export function clipResample(image: Value, kernel?: number): Value {
+export function clipResample(image: Value, resolution = 224): Value {
   if (image.rank !== 4) throw new ShapeError(`CLIP loss needs an NCHW image, got [${image.shape}]`);
   const [, , h, w] = image.shape;
-  const k = kernel ?? Math.floor(h / 32);
-  if (k < 1) throw new ShapeError(`image side ${h} is below 32: no CLIP pooling kernel`);
-  const g = image.graph;
-  const oh = Math.floor((7 * h) / k);
-  const ow = Math.floor((7 * w) / k);
-  const ph = g.const(upsamplePoolMatrix(h, 7, k), [oh, h], `clip_loss.resample_${h}_${k}`);
-  const pwT = g.const(
-    transpose2d(upsamplePoolMatrix(w, 7, k), ow, w),
-    [w, ow],
-    `clip_loss.resample_t_${w}_${k}`,
+  if (h !== w) throw new ShapeError(`CLIP loss needs a square image, got ${h}×${w}`);
+  const g = gcd(h, resolution);
+  const up = resolution / g;
+  const k = h / g;
+  if (up === 1 && k === 1) return image;
+  const graph = image.graph;
+  const ph = graph.const(
+    upsamplePoolMatrix(h, up, k),
+    [resolution, h],
+    `clip_loss.resample_${h}_${resolution}`,
   );
-  return matmul(ph, matmul(image, pwT)); // [B, C, H, W'] → [B, C, H', W']
+  const pwT = graph.const(
+    transpose2d(upsamplePoolMatrix(w, up, k), resolution, w),
+    [w, resolution],
+    `clip_loss.resample_t_${w}_${resolution}`,
+  );
+  return matmul(ph, matmul(image, pwT)); // [B, C, H, W] → [B, C, H, r] → [B, C, r, r]
+}
+
+function gcd(a: number, b: number): number {
+  return b === 0 ? a : gcd(b, a % b);
 }
 
 function transpose2d(a: Float32Array, rows: number, cols: number): Float32Array {
@@ -64,13 +76,8 @@ function transpose2d(a: Float32Array, rows: number, cols: number): Float32Array 
  * CLIPLoss(image, text): 1 − logits_per_image / 100, [B, T]. `textFeatures` [T, E] are encode_text
  * outputs (normalized or not: the logits normalize them); usually a constant of the graph.
  */
-export function clipLoss(clip: ClipModel, image: Value, textFeatures: Value, kernel?: number): Value {
-  const x = clipResample(image, kernel);
-  const r = clip.config.imageResolution;
-  if (x.shape[2] !== r || x.shape[3] !== r)
-    throw new ShapeError(
-      `CLIP loss: a ${image.shape[2]}×${image.shape[3]} image pools to ${x.shape[2]}×${x.shape[3]}, not ${r}×${r}`,
-    );
+export function clipLoss(clip: ClipModel, image: Value, textFeatures: Value): Value {
+  const x = clipResample(image, clip.config.imageResolution); // [B, 3, r, r]
   const logits = clip.logitsPerImage(clip.encodeImage(x), textFeatures);
   return sub(1, mul(logits, 1 / 100));
 }

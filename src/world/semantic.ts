@@ -250,13 +250,11 @@ export class WorldBench {
   /** cos(E_img(image), E_txt(prompt)) for one generator image [1, 3, S, S], preprocessed as the CLIP loss does. */
   async clipScore(image: Float32Array, prompt: string): Promise<number> {
     const S = this.G.config.size;
-    const r = this.clip.config.imageResolution;
-    const kernel = (7 * S) / r;
     let exe = this.clipExe.get(S);
     if (!exe) {
       const g = new Graph();
       const x = g.input('image', [1, 3, S, S]);
-      const features = this.clip.encodeImage(clipResample(x, Number.isInteger(kernel) ? kernel : undefined));
+      const features = this.clip.encodeImage(clipResample(x, this.clip.config.imageResolution));
       exe = compile({ features });
       this.clipExe.set(S, exe);
     }

@@ -63,6 +63,23 @@ describe('StyleCLIP CLIP loss', () => {
       what: 'resample grad',
     });
   });
+
+  test("another CLIP's resolution: a 64² image is passed as it is to a 64² CLIP, a 256² one is 4×4 means", async () => {
+    const g = new Graph();
+    const small = g.input('small', [1, 3, 64, 64]);
+    assert.equal(clipResample(small, 64), small);
+    const x = g.input('x', [1, 2, 256, 256]);
+    const a = clipResample(x, 64);
+    assert.deepEqual(a.shape, [1, 2, 64, 64]);
+    const ex = await compile({ a, b: avgPool2d(x, 4) }, { inputs: [x] });
+    const data = Float32Array.from({ length: 2 * 256 * 256 }, (_, i) => Math.sin(i * 0.13));
+    const o = await ex.run({ x: { shape: [1, 2, 256, 256], data } });
+    assertClose(o.a.data as Float32Array, o.b.data as Float32Array, {
+      rtol: 1e-5,
+      atol: 1e-6,
+      what: 'pool 4',
+    });
+  });
 });
 
 describe('StyleCLIP ID loss (IR-SE backbone)', () => {
