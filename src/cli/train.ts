@@ -1,11 +1,13 @@
-/** `styleclip train gan|clip`: the trainers, each in its own file. */
+/** `styleclip train gan|clip|export`: the trainers, each in its own file, and the generator export. */
 import { Command } from 'commander';
 import { trainClipCommand } from './train-clip.js';
+import { trainExportCommand } from './train-export.js';
 import { trainGanCommand } from './train-gan.js';
 
 export function trainCommand(): Command {
   return new Command('train')
     .description('train a StyleGAN2 (rosinality train.py) or a CLIP (contrastive) on the engine')
     .addCommand(trainGanCommand())
-    .addCommand(trainClipCommand());
+    .addCommand(trainClipCommand())
+    .addCommand(trainExportCommand());
 }
