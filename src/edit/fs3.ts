@@ -144,7 +144,12 @@ export function getFs(feats: Float32Array, k: number, e: number, out: Float32Arr
  * SingleChannel.py's GenerateImg conversion and CLIP preprocessing of image `index` of a batch:
  * torch's float32 `(x + 1) * 127.5`, clamp to [0, 255], truncation to uint8, then clip._transform.
  */
-export function renderToClipInput(images: Float32Array, index: number, size: number): Float32Array {
+export function renderToClipInput(
+  images: Float32Array,
+  index: number,
+  size: number,
+  clipSize = CLIP_INPUT_SIZE,
+): Float32Array {
   const px = size * size;
   const base = index * 3 * px;
   const rgb = new Uint8Array(3 * px);
@@ -154,7 +159,7 @@ export function renderToClipInput(images: Float32Array, index: number, size: num
       const v = f(f(images[base + c * px + i] + 1) * 127.5);
       rgb[i * 3 + c] = v >= 255 ? 255 : v > 0 ? Math.trunc(v) : 0;
     }
-  return preprocessRgb({ data: rgb, width: size, height: size });
+  return preprocessRgb({ data: rgb, width: size, height: size }, clipSize);
 }
 
 interface Meta {
@@ -320,8 +325,9 @@ export async function precomputeFs3(
     const jobs = ((only?.end ?? C) - have) * K * 2;
     const feats = new Float32Array(C * K * 2 * e); // only the rows of unfinished channels get filled
     const codes = dims.map((c) => new Float32Array(B * c));
-    const clipIn = new Float32Array(B * 3 * CLIP_INPUT_SIZE * CLIP_INPUT_SIZE);
-    const px = 3 * CLIP_INPUT_SIZE * CLIP_INPUT_SIZE;
+    const r = clip.model.config.imageResolution; // 224 for OpenAI's CLIPs, 64 for the world's
+    const px = 3 * r * r;
+    const clipIn = new Float32Array(B * px);
     for (let j0 = 0; j0 < jobs; j0 += B) {
       if (options.shouldStop?.()) {
         save();
@@ -339,7 +345,7 @@ export async function precomputeFs3(
         codes[l][b * C + ch] = Math.fround(stats.mean[l][ch] + sign * alpha * stats.std[l][ch]);
       }
       const img = await renderStyles(weights, codes, B);
-      for (let b = 0; b < n; b++) clipIn.set(renderToClipInput(img, b, size), b * px);
+      for (let b = 0; b < n; b++) clipIn.set(renderToClipInput(img, b, size, r), b * px);
       const f = await clip.encodeImages(clipIn, B);
       for (let b = 0; b < n; b++) {
         const job = j0 + b;

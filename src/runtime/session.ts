@@ -147,7 +147,9 @@ export class Executable {
         t.shape.length !== sig.shape.length ||
         t.shape.some((d, i) => d !== sig.shape[i])
       )
-        throw new RuntimeError(`input "${sig.name}" must have shape [${sig.shape}], got [${t.shape}]`);
+        throw new RuntimeError(
+          `input "${sig.name}" must have shape [${sig.shape}] (${want} values), got [${t.shape}] with ${t.data.length} values`,
+        );
       if (!(t.data instanceof arrayType[sig.dtype]))
         throw new RuntimeError(
           `input "${sig.name}" must be ${arrayType[sig.dtype].name} data (${sig.dtype})`,

@@ -9,7 +9,13 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { Fs3CheckpointMismatch, Fs3Interrupted, getFs, precomputeFs3 } from '../../src/edit/fs3.js';
+import {
+  Fs3CheckpointMismatch,
+  Fs3Interrupted,
+  getFs,
+  precomputeFs3,
+  renderToClipInput,
+} from '../../src/edit/fs3.js';
 import {
   applyBoundary,
   fs3Layout,
@@ -156,6 +162,16 @@ describe('global directions parity (fixture generator + CLIP)', () => {
     const out = new Float32Array(e);
     getFs(feats, 2, e, out, 0);
     assertClose(out, [-Math.SQRT1_2, Math.SQRT1_2, 0], { what: 'GetFs' });
+  });
+
+  it("renders go to the CLIP's own resolution: a 64² render to a 64² CLIP is only quantized and normalized", () => {
+    const img = Float32Array.from({ length: 2 * 3 * 64 * 64 }, (_, i) => Math.sin(i * 0.01));
+    const x = renderToClipInput(img, 1, 64, 64);
+    assert.equal(x.length, 3 * 64 * 64);
+    const i = 5 * 64 + 7; // pixel (5, 7) of channel 1 of image 1
+    const byte = Math.trunc(Math.fround(Math.fround(img[3 * 4096 + 4096 + i] + 1) * 127.5));
+    assertClose([x[4096 + i]], [(byte / 255 - 0.4578275) / 0.26130258], { rtol: 1e-5, what: 'normalized' });
+    assert.equal(renderToClipInput(img, 1, 64).length, 3 * 224 * 224);
   });
 
   describe('loaders', () => {
