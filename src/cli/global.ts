@@ -183,12 +183,15 @@ async function precompute(opts: unknown): Promise<void> {
   }
 }
 
+/** StyleCLIP's notebook edits faces from the neutral text "face"; the world's prompts read "a face with …". */
+const DEFAULT_NEUTRAL = 'a face';
+
 const editSchema = z
   .object({
     generator: file('--generator'),
     clip: file('--clip'),
     fs3: file('--fs3'),
-    neutral: z.string({ error: '--neutral is required' }).min(1, '--neutral must not be empty'),
+    neutral: z.string().min(1, '--neutral must not be empty').default(DEFAULT_NEUTRAL),
     target: z.string({ error: '--target is required' }).min(1, '--target must not be empty'),
     alpha: num('--alpha').optional(),
     alphas: alphaList.optional(),
@@ -396,7 +399,7 @@ export function globalCommand(): Command {
     .option('--generator <file>', 'StyleGAN2 generator (rosinality .pt, StyleCLIP mapper .pt, NVIDIA .pkl)')
     .option('--clip <file>', 'CLIP ViT checkpoint')
     .option('--fs3 <file>', "fs3.npy for this generator and CLIP (StyleCLIP's, or from `global precompute`)")
-    .option('--neutral <text>', 'what the image shows now, e.g. "face"')
+    .option('--neutral <text>', `what the image shows now (default "${DEFAULT_NEUTRAL}")`)
     .option('--target <text>', 'what it should show, e.g. "smiling face"')
     .option('--alpha <a>', 'edit strength α (negative reverses the edit; default 4.1)')
     .option('--alphas <list>', 'several strengths, e.g. -4,0,4,8 (one image each, or a strip with --strip)')

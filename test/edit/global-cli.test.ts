@@ -141,6 +141,32 @@ describe('styleclip global (CLI)', () => {
     assert.ok(existsSync(join(dir, 'frame_a-2.png')) && existsSync(join(dir, 'frame_a2.png')));
   });
 
+  it('without --neutral the edit starts from "a face"', () => {
+    const run = (extra: string[], name: string) => {
+      const npy = join(dir, `${name}.npy`);
+      const r = cli(
+        'edit',
+        ...MODELS,
+        '--fs3',
+        `${fx}/global/fs3.npy`,
+        '--target',
+        'a smiling face',
+        ...extra,
+        '--seed',
+        '1',
+        '--stats',
+        join(dir, 'stats.npy'),
+        '--out',
+        join(dir, `${name}.png`),
+        '--out-npy',
+        npy,
+      );
+      assert.equal(r.status, 0, r.stderr);
+      return readNpyF32(npy).data;
+    };
+    assert.deepEqual(run([], 'default_neutral'), run(['--neutral', 'a face'], 'a_face'));
+  });
+
   it('precompute writes fs3 [240, 64] and reports its speed', () => {
     const out = join(dir, 'fs3.npy');
     const r = cli('precompute', ...MODELS, '--images', '1', '--stats-samples', '200', '--out', out);
