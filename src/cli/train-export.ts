@@ -1,57 +1,104 @@
 /**
- * `styleclip train export <checkpoint> --out generator.pt [--half]`: the generator a training run ships.
- * A training checkpoint holds g, d, g_ema and both Adam states (74 MB for the world's 64² model); what every
- * other command needs is `g_ema` and the mean latent, as e4e and StyleCLIP store it (`latent_avg`). The
- * mean is that of mapping(z) over `--mean-samples` seeded z, as rosinality's `mean_latent`. With `--half`
- * the weights are stored in float16 (the loaders widen them to float32); the mean stays float32.
+ * `styleclip train export <checkpoint> --out FILE [--half]`: what a training run ships, without its
+ * optimizer state and the parts only training needs.
+ *
+ * - a GAN checkpoint (`g_ema.*`; 74 MB for the world's 64² model): `g_ema` and the mean latent, as e4e and
+ *   StyleCLIP store it (`latent_avg`), the mean of mapping(z) over `--mean-samples` seeded z (rosinality's
+ *   `mean_latent`); what `--generator` takes;
+ * - a CLIP checkpoint of `train clip` (`state_dict.visual.*`) or a CLIP state dict: the state dict under
+ *   OpenAI's names; what `--clip` takes;
+ * - a mapper checkpoint (`state_dict.mapper.*`): the mapper and its `opts`; what `mapper apply` takes.
+ *
+ * With `--half` float32 weights are stored in float16 (every loader widens them to float32 on load); the mean
+ * latent stays float32. The written file is loaded back before the command reports success.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import type { Command } from 'commander';
 import { z } from 'zod';
+import { loadMapper } from '../edit/mapper/checkpoint.js';
 import { float32ToHalf, type Tensor } from '../io/tensor.js';
 import { loadTorch } from '../io/torch.js';
 import { saveTorch } from '../io/torch-write.js';
+import { loadClip } from '../models/clip/load.js';
 import { StyleGAN2 } from '../models/stylegan2/generator.js';
 import { CliCommand, inputFile, int, parseFlags, UserError } from './common.js';
 
 const schema = z.object({
-  out: z.string({ error: 'is required (the generator file to write)' }).min(1),
+  out: z.string({ error: 'is required (the file to write)' }).min(1),
   half: z.boolean().optional(),
   meanSamples: int('--mean-samples').pipe(z.number().min(1)),
   seed: int('--seed'),
 });
 
 function toHalf(t: Tensor): Tensor {
+  if (t.dtype !== 'float32') return t;
   const src = t.data as Float32Array;
   const bits = new Uint16Array(src.length);
   for (let i = 0; i < src.length; i++) bits[i] = float32ToHalf(src[i]);
   return { dtype: 'float16', shape: t.shape, data: bits };
 }
 
-async function exportGenerator(file: string, opts: unknown): Promise<void> {
+/** The tensors under `prefix` (prefix removed), in file order, float16 when asked. */
+function under(tensors: Map<string, Tensor>, prefix: string, half: boolean): Map<string, Tensor> {
+  const out = new Map<string, Tensor>();
+  for (const [k, t] of tensors)
+    if (k.startsWith(prefix)) out.set(k.slice(prefix.length), half ? toHalf(t) : t);
+  return out;
+}
+
+const has = (tensors: Map<string, Tensor>, re: RegExp) => [...tensors.keys()].some((k) => re.test(k));
+
+async function exportRun(file: string, opts: unknown): Promise<void> {
   const o = parseFlags(schema, opts);
   const checked = inputFile('checkpoint', 'checkpoint not found').safeParse(file);
   if (!checked.success) throw new UserError(checked.error.issues[0].message, 2);
   const path = checked.data;
-  const tensors = loadTorch(path).tensors;
-  const gEma = new Map<string, Tensor>();
-  for (const [k, t] of tensors)
-    if (k.startsWith('g_ema.')) gEma.set(k.slice('g_ema.'.length), o.half ? toHalf(t) : t);
-  if (gEma.size === 0)
+  const ckpt = loadTorch(path, { widen: false });
+  const half = o.half === true;
+  let what: string;
+  let verify: () => unknown;
+  if (has(ckpt.tensors, /^g_ema\./)) {
+    const G = StyleGAN2.load(path); // the load path of every command: a file it refuses is refused here
+    const mean = await G.meanLatent(o.meanSamples, o.seed);
+    const gEma = under(ckpt.tensors, 'g_ema.', half);
+    write(o.out, { g_ema: gEma, latent_avg: { dtype: 'float32', shape: [mean.length], data: mean } });
+    what = `${G.config.size}² generator (g_ema, ${gEma.size} tensors, and latent_avg from ${o.meanSamples} samples, seed ${o.seed})`;
+    verify = () => StyleGAN2.load(o.out);
+  } else if (has(ckpt.tensors, /^(state_dict\.)?visual\./)) {
+    const prefix = has(ckpt.tensors, /^state_dict\.visual\./) ? 'state_dict.' : '';
+    const sd = under(ckpt.tensors, prefix, half);
+    for (const k of sd.keys()) if (k.startsWith('optimizer.') || k.startsWith('train_state.')) sd.delete(k);
+    write(o.out, sd);
+    what = `CLIP (${sd.size} tensors)`;
+    verify = () => loadClip(o.out);
+  } else if (has(ckpt.tensors, /^state_dict\.mapper\./)) {
+    const value = ckpt.value as { opts?: unknown };
+    const mapper = new Map<string, Tensor>();
+    for (const [k, t] of under(ckpt.tensors, 'state_dict.mapper.', half)) mapper.set(`mapper.${k}`, t);
+    write(o.out, { state_dict: mapper, opts: value.opts ?? {} });
+    what = `mapper (${mapper.size} tensors)`;
+    verify = () => loadMapper(o.out);
+  } else
     throw new UserError(
-      `${path} has no g_ema: give a training checkpoint (styleclip train gan, or rosinality's)`,
+      `${path} is not a training checkpoint this command knows: it has no g_ema (train gan), no ` +
+        'state_dict.visual (train clip) and no state_dict.mapper (mapper train)',
       1,
     );
-  // The same load path as every command, so a file that would not load is refused here.
-  const G = StyleGAN2.load(path);
-  const mean = await G.meanLatent(o.meanSamples, o.seed);
-  if (existsSync(o.out)) process.stderr.write(`styleclip: replacing ${o.out}\n`);
-  saveTorch(o.out, { g_ema: gEma, latent_avg: { dtype: 'float32', shape: [mean.length], data: mean } });
-  const c = G.config;
-  process.stderr.write(
-    `styleclip: wrote ${o.out}: ${c.size}² generator, ${gEma.size} tensors${o.half ? ' in float16' : ''}, ` +
-      `latent_avg from ${o.meanSamples} samples (seed ${o.seed})\n`,
-  );
+  try {
+    verify();
+  } catch (e) {
+    rmSync(o.out, { force: true });
+    throw new UserError(
+      `the exported file did not load back (${(e as Error).message}); nothing was written`,
+      1,
+    );
+  }
+  process.stderr.write(`styleclip: wrote ${o.out}: ${what}${half ? ', weights in float16' : ''}\n`);
+}
+
+function write(out: string, value: unknown): void {
+  if (existsSync(out)) process.stderr.write(`styleclip: replacing ${out}\n`);
+  saveTorch(out, value);
 }
 
 export function trainExportCommand(): Command {
@@ -64,5 +111,5 @@ export function trainExportCommand(): Command {
     .option('--half', 'store the weights in float16 (half the size; loaders widen them)')
     .option('--mean-samples <n>', 'z samples for the mean latent', '4096')
     .option('--seed <n>', 'seed of those samples', '0')
-    .action(exportGenerator);
+    .action(exportRun);
 }

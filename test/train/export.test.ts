@@ -3,7 +3,10 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
+import { loadMapper } from '../../src/edit/mapper/checkpoint.js';
 import { loadTorch } from '../../src/io/torch.js';
+import { ClipEncoder } from '../../src/models/clip/encoder.js';
+import { loadClip } from '../../src/models/clip/load.js';
 import { StyleGAN2 } from '../../src/models/stylegan2/generator.js';
 import { runCli } from '../cli/helpers.js';
 import { assertClose, fixture } from '../helpers.js';
@@ -11,7 +14,7 @@ import { assertClose, fixture } from '../helpers.js';
 const dir = mkdtempSync(join(tmpdir(), 'styleclip-export-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-test('train export: g_ema in float16 and the mean latent; it renders as the checkpoint does; bad input is refused', async () => {
+test('train export of a GAN: g_ema in float16 and the mean latent; it renders as the checkpoint does; bad input is refused', async () => {
   const ckpt = fixture('train/init.pt');
   const out = join(dir, 'generator.pt');
   const [ok, missing, noOut, noEma] = runCli([
@@ -21,7 +24,7 @@ test('train export: g_ema in float16 and the mean latent; it renders as the chec
     ['train', 'export', fixture('stylegan2/nvidia.pkl'), '--out', join(dir, 'y.pt')],
   ]);
   assert.equal(ok.code, 0, ok.stderr);
-  assert.match(ok.stderr, /in float16, latent_avg from 256 samples/);
+  assert.match(ok.stderr, /32² generator .*latent_avg from 256 samples.*float16/);
   const saved = loadTorch(out, { widen: false }).tensors;
   assert.equal(saved.get('g_ema.style.1.weight')?.dtype, 'float16');
   assert.equal(saved.get('latent_avg')?.dtype, 'float32');
@@ -47,6 +50,30 @@ test('train export: g_ema in float16 and the mean latent; it renders as the chec
   assert.notEqual(noOut.code, 0);
   assert.match(noOut.stderr, /--out/);
   assert.equal(noEma.code, 1);
-  assert.match(noEma.stderr, /has no g_ema/);
+  assert.match(noEma.stderr, /not a training checkpoint this command knows/);
   assert.ok(statSync(out).size < statSync(ckpt).size / 3);
+});
+
+test('train export of a CLIP and of a mapper: float16 files that load and compute as the originals', async () => {
+  const clipOut = join(dir, 'clip.pt');
+  const mapperOut = join(dir, 'mapper.pt');
+  const [c, m] = runCli([
+    ['train', 'export', fixture('clip/clip.pt'), '--out', clipOut, '--half'],
+    ['train', 'export', fixture('mapper/mapper.pt'), '--out', mapperOut, '--half'],
+  ]);
+  assert.equal(c.code, 0, c.stderr);
+  assert.match(c.stderr, /CLIP \(\d+ tensors\), weights in float16/);
+  const a = new ClipEncoder(loadClip(fixture('clip/clip.pt')));
+  const b = new ClipEncoder(loadClip(clipOut));
+  const texts = ['a face with purple hair', 'a smiling face'];
+  // the fixture is float16 already, so its float16 copy computes the same features
+  assertClose(await b.encodeTexts(texts), await a.encodeTexts(texts), { rtol: 1e-6, what: 'text features' });
+
+  assert.equal(m.code, 0, m.stderr);
+  assert.match(m.stderr, /mapper \(\d+ tensors\), weights in float16/);
+  const saved = loadTorch(mapperOut, { widen: false });
+  assert.ok([...saved.tensors.keys()].every((k) => k.startsWith('state_dict.mapper.')));
+  assert.equal([...saved.tensors.values()][0].dtype, 'float16');
+  assert.deepEqual(loadMapper(mapperOut).opts, loadMapper(fixture('mapper/mapper.pt')).opts);
+  assert.ok(statSync(mapperOut).size < statSync(fixture('mapper/mapper.pt')).size / 2);
 });
