@@ -390,7 +390,11 @@ export function pickCodes(codes: StyleCodes, dims: readonly number[], index: num
  * One global-direction edit, end to end, for callers that hold the models: Δt from the texts (cached per
  * text pair), the boundary, and the rendered images of the codes moved by each α.
  */
+/** Text directions a GlobalEditor keeps (2 KB each for ViT-B/32): a long-running server sees endless prompts. */
+export const DIRECTION_CACHE_SIZE = 1024;
+
 export class GlobalEditor {
+  /** Δt per (target, neutral), least recently used first (a Map keeps insertion order). */
   private readonly dtCache = new Map<string, Float32Array>();
 
   constructor(
@@ -409,10 +413,11 @@ export class GlobalEditor {
   async direction(target: string, neutral: string): Promise<Float32Array> {
     const key = `${target}\0${neutral}`;
     let dt = this.dtCache.get(key);
-    if (!dt) {
-      dt = await this.clip.textDirection(target, neutral);
-      this.dtCache.set(key, dt);
-    }
+    if (dt)
+      this.dtCache.delete(key); // re-inserted below as the most recent
+    else dt = await this.clip.textDirection(target, neutral);
+    this.dtCache.set(key, dt);
+    if (this.dtCache.size > DIRECTION_CACHE_SIZE) this.dtCache.delete(this.dtCache.keys().next().value!);
     return dt;
   }
 

@@ -18,6 +18,7 @@ import {
 } from '../../src/edit/fs3.js';
 import {
   applyBoundary,
+  DIRECTION_CACHE_SIZE,
   fs3Layout,
   fs3Rows,
   GlobalEditor,
@@ -102,6 +103,27 @@ describe('global directions parity (fixture generator + CLIP)', () => {
     const none = globalBoundary(fs3.data, dt, stats.std, G.config, 0.99);
     assert.equal(none.numChannels, 0);
     assert.ok(none.delta.every((d) => d.every((v) => v === 0)));
+  });
+
+  it('the editor keeps the most recently used text directions, up to DIRECTION_CACHE_SIZE', async () => {
+    let calls = 0;
+    const stub = {
+      embedDim: clip.embedDim,
+      textDirection: async () => {
+        calls++;
+        return new Float32Array(clip.embedDim);
+      },
+    } as unknown as ClipEncoder;
+    const fs3 = loadFs3(`${fx}global/fs3.npy`, G.config, clip.embedDim);
+    const editor = new GlobalEditor(G, stub, fs3.data, stats);
+    for (let i = 0; i < DIRECTION_CACHE_SIZE; i++) await editor.direction(`t${i}`, 'face');
+    await editor.direction('t0', 'face'); // used again: now the most recent
+    await editor.direction('new', 'face'); // evicts t1, the least recently used
+    assert.equal(calls, DIRECTION_CACHE_SIZE + 1);
+    await editor.direction('t0', 'face');
+    assert.equal(calls, DIRECTION_CACHE_SIZE + 1, 't0 was kept');
+    await editor.direction('t1', 'face');
+    assert.equal(calls, DIRECTION_CACHE_SIZE + 2, 't1 was evicted');
   });
 
   it('img_edited: the styles of img_trunc moved by α = 4 and rendered', async () => {
