@@ -11,6 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { dirname, extname, join, normalize, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { z } from 'zod';
+import { activeProvider } from '../runtime/session.js';
 import { defaultPhotoSteps, invertPhotoJob, PHOTO_BYTES, PhotoRequest, validatePhoto } from './invert.js';
 import { type Job, JobQueue, QueueFullError } from './jobs.js';
 import {
@@ -163,7 +164,12 @@ export async function startServer(studio: Studio, options: ServerOptions = {}): 
     (req: IncomingMessage, res: ServerResponse, m: RegExpExecArray) => Promise<void>,
   ][] = [
     ['GET', /^\/api\/health$/, async (_q, res) => send(res, 200, { ok: true, queue: queue.list() })],
-    ['GET', /^\/api\/info$/, async (_q, res) => send(res, 200, { ...studio.info(), limits: LIMITS })],
+    [
+      'GET',
+      /^\/api\/info$/,
+      // the execution provider the graphs run on (chosen once per process; --device / STYLECLIP_DEVICE)
+      async (_q, res) => send(res, 200, { ...studio.info(), device: await activeProvider(), limits: LIMITS }),
+    ],
     ['GET', /^\/api\/schema$/, async (_q, res) => send(res, 200, jsonSchemas())],
     ['GET', /^\/api\/gallery$/, async (_q, res) => send(res, 200, { images: studio.list() })],
     [

@@ -28,6 +28,7 @@ describe('styleclip serve API', () => {
     assert.deepEqual(info.mappers, ['mapper']);
     assert.equal(info.global, true);
     assert.equal(info.inversion, false);
+    assert.equal(info.device, 'cpu');
     const g = await (await fetch(`${base}/gallery`)).json();
     assert.equal(g.images.length, 6);
     const img = await (await fetch(`${base}/images/seed:3`)).json();
