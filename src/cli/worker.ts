@@ -12,6 +12,7 @@ const schema = z.object({
   concurrency: positive('--concurrency').default(1),
   threads: positive('--threads').optional(),
   models: z.string().optional(),
+  device: z.string().optional(),
   lockMs: positive('--lock-ms').default(30_000),
   stalledMs: positive('--stalled-ms').default(30_000),
 });

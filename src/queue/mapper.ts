@@ -297,6 +297,8 @@ export async function runMapperJob(
   ctx: {
     threads: number;
     models?: string;
+    /** The worker's --device; the child inherits STYLECLIP_DEVICE otherwise. */
+    device?: string;
     shouldStop: () => boolean;
     progress: (step: number) => void;
     log: (line: string) => void;
@@ -322,7 +324,11 @@ export async function runMapperJob(
     // No checkpoint yet: whatever an earlier attempt logged is replaced (it restarts from step 0).
     ...(resume ? ['--resume', resume.file] : ['--overwrite']),
   ];
-  const child: ChildProcess = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+  const env = ctx.device ? { ...process.env, STYLECLIP_DEVICE: ctx.device } : process.env;
+  const child: ChildProcess = spawn(process.execPath, argv, {
+    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+    env,
+  });
   let tail = '';
   const keep = (b: Buffer) => {
     tail = (tail + b.toString('utf8')).slice(-4000);

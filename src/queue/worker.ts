@@ -40,6 +40,8 @@ export interface WorkerOptions {
   threads: number;
   /** Look up the run's model files by name here instead of at the submitter's paths. */
   models?: string;
+  /** `--device` as given to the worker: its mapper runs (child processes) use the same. */
+  device?: string;
   /** How long a job's lock lives without renewal: a killed worker's job is retried after about this long. */
   lockMs: number;
   /** How often this worker looks for other workers' stalled jobs. */
@@ -108,6 +110,7 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
         result = await runMapperJob(data, {
           threads: o.threads,
           models: o.models,
+          device: o.device,
           shouldStop: () => stopping,
           progress: (step) => job.updateProgress(step).catch(() => {}),
           log: (l) => log(`worker ${id}: job ${job.id}: ${l}`),
