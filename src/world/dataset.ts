@@ -9,11 +9,18 @@
  *
  * Seed ranges: datasets start at seed 0 by default; the classifier trains on seeds from 100,000,000 and is
  * measured on seeds from 4,000,000,000 (src/world/train-classifier.ts), so none of them overlap in practice.
+ * Held-out faces for CLIP's zero-shot evaluation and the inversion benchmark start at WORLD_HELD_OUT_BASE.
  */
 import type { ImageDataset } from '../train/data.js';
 import { type Face, type Labels, sampleFace } from './attributes.js';
 import { caption } from './captions.js';
 import { renderFace } from './render.js';
+
+/**
+ * First seed of the world's held-out faces (CLIP's zero-shot evaluation, the inversion benchmark): far from
+ * the training faces (seeds 0 ..) and the classifier's (100,000,000 ..).
+ */
+export const WORLD_HELD_OUT_BASE = 2_000_000_000;
 
 export interface WorldDataOptions {
   /** Image side in pixels (default 64). */
