@@ -88,3 +88,12 @@ export { type ClipDataset, type ClipSample, fromSignedImages, JsonlClipDataset }
 export { type ClipArchitecture, clipConfig, initClipStateDict } from './train/clip-init.js';
 export { contrastiveLoss } from './train/clip-loss.js';
 export { AdamW, warmupCosineLr } from './train/clip-optim.js';
+// --- the world: generator quality (FID in the world CLIP's image features) ------------------------------
+export {
+  fitGaussian,
+  frechetDistance,
+  frechetDistanceOfFeatures,
+  type Gaussian,
+  symmetricEigen,
+} from './util/frechet.js';
+export { type WorldFidOptions, type WorldFidResult, worldFid } from './world/fid.js';

@@ -1,13 +1,17 @@
 /**
  * `styleclip world`: the built-in world of cartoon faces. `sample` draws faces (and prints their labels and
  * captions); `train-classifier` trains the attribute classifier used to measure edits; `eval-classifier`
- * measures a classifier file on held-out faces.
+ * measures a classifier file on held-out faces; `fid` measures a generator against held-out faces in the
+ * world CLIP's image-feature space.
  */
 import { copyFileSync, mkdirSync } from 'node:fs';
 import { dirname, extname, join } from 'node:path';
 import type { Command } from 'commander';
 import { z } from 'zod';
 import { writeImage } from '../io/image.js';
+import { loadClip } from '../models/clip/load.js';
+import type { ClipModel } from '../models/clip/model.js';
+import { StyleGAN2 } from '../models/stylegan2/index.js';
 import { configureRuntime } from '../runtime/session.js';
 import {
   FAMILIES,
@@ -19,7 +23,8 @@ import {
 } from '../world/attributes.js';
 import { caption } from '../world/captions.js';
 import { AttributeClassifier } from '../world/classifier.js';
-import { worldModelPath } from '../world/models.js';
+import { fidSettings, WorldFidError, worldFid } from '../world/fid.js';
+import { missingModelMessage, worldModelPath } from '../world/models.js';
 import { renderFaces, toSignedNCHW } from '../world/render.js';
 import { evaluateClassifier, trainClassifier } from '../world/train-classifier.js';
 import {
@@ -30,6 +35,7 @@ import {
   interruptible,
   num,
   parseFlags,
+  progressBar,
   UserError,
   writeOutputs,
 } from './common.js';
@@ -219,9 +225,84 @@ async function evalCmd(o: z.infer<typeof EvalFlags>): Promise<void> {
   process.stdout.write(`${JSON.stringify({ classifier: file, heldOut: o.count, accuracy: acc })}\n`);
 }
 
+const FidFlags = z.object({
+  generator: inputFile('generator file').optional(),
+  clip: inputFile('CLIP file').optional(),
+  count: int('--count')
+    .refine((n) => n >= 2, { message: 'must be at least 2 (a covariance needs 2 images per side)' })
+    .default(2000),
+  seed: seedFlag.default(0),
+  truncation: num('--truncation')
+    .refine((x) => x >= 0 && x <= 2, { message: 'must be in [0, 2]' })
+    .default(1),
+  dataSeed: seedFlag.default(0),
+  batch: int('--batch')
+    .refine((n) => n >= 1 && n <= 1024, { message: 'must be in [1, 1024]' })
+    .default(64),
+  normalize: z.boolean().default(true),
+  json: z.boolean().default(false),
+  threads: int('--threads')
+    .refine((n) => n >= 1, { message: 'must be at least 1' })
+    .optional(),
+});
+
+/** A model flag's file, else the world's model of that kind, else a message saying how to get one. */
+function modelFile(given: string | undefined, kind: 'generator' | 'clip'): string {
+  const file = given ?? worldModelPath(kind);
+  if (!file) throw new UserError(missingModelMessage(kind, `--${kind}`));
+  return file;
+}
+
+/** A loader's complaint about a file names the flag that gave it (exit 1, as other bad checkpoints). */
+function loadModel<T>(flag: string, file: string, load: (f: string) => T): T {
+  try {
+    return load(file);
+  } catch (e) {
+    const name = (e as Error).name;
+    if (['ClipWeightsError', 'GeneratorWeightsError', 'CheckpointError', 'ShapeError'].includes(name))
+      throw new UserError(`${flag} ${file}: ${(e as Error).message}`, 1);
+    throw e;
+  }
+}
+
+async function fidCmd(o: z.infer<typeof FidFlags>): Promise<void> {
+  const generator = modelFile(o.generator, 'generator');
+  const clipFile = modelFile(o.clip, 'clip');
+  try {
+    fidSettings(o); // seed ranges, before the models load
+  } catch (e) {
+    if (e instanceof WorldFidError) throw new UserError(e.message);
+    throw e;
+  }
+  if (o.threads) configureRuntime({ threads: o.threads });
+  const G = loadModel('--generator', generator, (f) => StyleGAN2.load(f));
+  const clip: ClipModel = loadModel('--clip', clipFile, (f) => loadClip(f));
+  const bar = progressBar(2 * o.count, 'fid');
+  let r: Awaited<ReturnType<typeof worldFid>>;
+  try {
+    r = await worldFid(G, clip, { ...o, onProgress: (done) => bar.update(done) });
+  } catch (e) {
+    if (e instanceof WorldFidError) throw new UserError(e.message);
+    throw e;
+  } finally {
+    bar.stop();
+  }
+  const seconds = Math.round(r.seconds.total * 10) / 10;
+  if (o.json) {
+    const { distance: _, ...rest } = r;
+    process.stdout.write(
+      `${JSON.stringify({ ...rest, generator, clip: clipFile, seconds, timings: r.seconds })}\n`,
+    );
+    return;
+  }
+  process.stdout.write(
+    `FID ${r.fid.toFixed(4)} (mean ${r.meanTerm.toFixed(4)} + cov ${r.covTerm.toFixed(4)}) over ${r.count} generated (seeds ${r.seed}..${r.seed + r.count - 1}, psi ${r.truncation}) vs ${r.count} world faces (seeds ${r.dataSeeds[0]}..${r.dataSeeds[1]}), CLIP ${r.featureDim}-d features at ${r.clipResolution}px, ${seconds} s\n`,
+  );
+}
+
 export function worldCommand(): Command {
   const world = new CliCommand('world').description(
-    'the built-in world of cartoon faces: draw the dataset, train and measure its attribute classifier',
+    'the built-in world of cartoon faces: draw the dataset, train and measure its attribute classifier, measure a generator (FID)',
   );
   world
     .command('sample')
@@ -273,6 +354,24 @@ export function worldCommand(): Command {
     .option('--threads <n>', 'ONNX Runtime threads')
     .action(async (raw: Record<string, unknown>) => {
       await evalCmd(parseFlags(EvalFlags, raw));
+    });
+  world
+    .command('fid')
+    .description(
+      "Fréchet distance between generated and held-out world faces in the world CLIP's image features",
+    )
+    .option('--generator <file>', 'generator .pt/.pkl (default: the world one)')
+    .option('--clip <file>', 'CLIP checkpoint (default: the world one)')
+    .option('--count <n>', 'images on each side', '2000')
+    .option('--seed <n>', 'generated image i uses z and noise of seed + i', '0')
+    .option('--truncation <psi>', 'truncation towards the mean latent, 1 = none', '1')
+    .option('--data-seed <n>', 'dataset image i is the held-out world face 2,000,000,000 + n + i', '0')
+    .option('--batch <n>', 'images per generator / CLIP call', '64')
+    .option('--no-normalize', "feed CLIP [-1, 1] images as the CLIP loss does, without CLIP's mean/std")
+    .option('--json', 'print the result as one JSON object')
+    .option('--threads <n>', 'ONNX Runtime threads')
+    .action(async (raw: Record<string, unknown>) => {
+      await fidCmd(parseFlags(FidFlags, raw));
     });
   return world;
 }
