@@ -8,20 +8,33 @@
  *                 blocks of 512; limit 0.4 s); anchor: the IR-SE50 body alone on the same input
  *   invert_step   one optimization step at 1024² (W+, pixel MSE + CLIP ViT-B/32 image features), config-f
  *                 generator (limit 2.5 s); anchor: one generator forward (blocked kernels) in the same run
+ *   world         reconstruction quality on the world's trained generator: `--count` (20) held-out world
+ *                 faces (seeds from WORLD_HELD_OUT_BASE, never seen by the GAN) inverted by optimization
+ *                 for `--steps` (300) each with `styleclip invert`'s settings; one line per face (PSNR at
+ *                 the mean latent and after), then the mean PSNR (target ≥ 25 dB), median, min, s/step.
+ *                 Flags (world only): --generator FILE (default models/world/generator.pt; the case is
+ *                 skipped when there is none), --clip FILE (default models/world/clip.pt when there, else
+ *                 pixel loss only), --count N, --steps N, and the inversion settings --space w|w+, --lr X,
+ *                 --mse-lambda X, --clip-lambda X, --noise, --noise-reg X, --latent-noise X.
  */
 import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { alignPhoto, readPhoto } from '../src/align/index.js';
-import { Inverter } from '../src/edit/invert.js';
+import { INVERT_DEFAULTS, type InvertConfig, Inverter, psnr, runInversion } from '../src/edit/invert.js';
 import { Graph } from '../src/graph/graph.js';
 import type { Tensor } from '../src/io/tensor.js';
+import { loadClip } from '../src/models/clip/load.js';
 import { e4eSession } from '../src/models/e4e/load.js';
 import { E4eEncoder } from '../src/models/e4e/model.js';
 import { StyleGAN2 } from '../src/models/stylegan2/generator.js';
+import { loadGenerator } from '../src/models/stylegan2/load.js';
 import { fastNormal, randomGeneratorWeights } from '../src/models/stylegan2/weights.js';
 import { compile } from '../src/runtime/session.js';
+import { WORLD_HELD_OUT_BASE, WorldImages } from '../src/world/dataset.js';
+import { worldModelPath } from '../src/world/models.js';
 import { buildClip } from './clip.js';
 import { report, timeIt } from './report.js';
 
@@ -185,23 +198,177 @@ async function stepCase(): Promise<void> {
   });
 }
 
-const CASES: Record<string, () => Promise<void>> = { align: alignCase, e4e: e4eCase, step: stepCase };
+/** The world case's flags (see the header). */
+export interface WorldFlags {
+  generator?: string;
+  clip?: string;
+  count: number;
+  steps: number;
+  invert: InvertConfig;
+}
+
+const quantile = (sorted: number[], q: number) => {
+  const k = (sorted.length - 1) * q;
+  const lo = Math.floor(k);
+  return sorted[lo] + (sorted[Math.ceil(k)] - sorted[lo]) * (k - lo);
+};
+const db = (x: number) => Number(x.toFixed(2));
+
+async function worldCase(f: WorldFlags): Promise<void> {
+  const genFile = f.generator ?? worldModelPath('generator');
+  if (!genFile) {
+    console.error(
+      'invert world: skipped: no models/world/generator.pt yet (train it with `styleclip train gan`, or give --generator FILE)',
+    );
+    return;
+  }
+  const clipFile = f.clip ?? worldModelPath('clip') ?? undefined;
+  const generator = loadGenerator(genFile);
+  const clip = clipFile ? loadClip(clipFile) : undefined;
+  const S = generator.config.size;
+  // `styleclip invert`'s settings, with the perceptual term only where there is a CLIP (as the command does).
+  const config: Required<InvertConfig> = {
+    ...INVERT_DEFAULTS,
+    ...f.invert,
+    steps: f.steps,
+  };
+  if (!clip) config.clipLambda = 0;
+  const t0 = performance.now();
+  const inv = await Inverter.create({ generator, clip }, config);
+  const build = (performance.now() - t0) / 1000;
+  const faces = new WorldImages(f.count, { size: S, base: WORLD_HELD_OUT_BASE, cacheBytes: 0 });
+  const G = new StyleGAN2(generator);
+  const scores: number[] = [];
+  let optSeconds = 0;
+  const c0 = process.cpuUsage();
+  for (let i = 0; i < f.count; i++) {
+    const target = await faces.get(i);
+    const run = await inv.start(target);
+    const start = psnr((await run.evaluate()).image, target);
+    const t = performance.now();
+    const res = await runInversion(run);
+    optSeconds += (performance.now() - t) / 1000;
+    const p = psnr(res.final.image, target);
+    scores.push(p);
+    const extra: Record<string, unknown> = {};
+    // With --noise the reconstruction uses the optimized noise maps; the saved W+ renders with the
+    // checkpoint's own noise everywhere else, so that figure is given too.
+    if (config.noise)
+      extra.psnr_checkpoint_noise = db(psnr((await G.synthesize(res.wplus)).data as Float32Array, target));
+    report(B, 'world_face', p, 'dB', {
+      seed: WORLD_HELD_OUT_BASE + i,
+      psnr_start: db(start),
+      mse: Number(res.final.mse.toPrecision(4)),
+      ...extra,
+    });
+  }
+  const c = process.cpuUsage(c0);
+  await inv.release();
+  const sorted = [...scores].sort((a, b) => a - b);
+  const mean = scores.reduce((a, b) => a + b, 0) / scores.length;
+  const totalSteps = f.count * f.steps;
+  report(B, `world_psnr_${f.steps}`, mean, 'dB', {
+    target: 25,
+    median: db(quantile(sorted, 0.5)),
+    min: db(sorted[0]),
+    max: db(sorted[sorted.length - 1]),
+    count: f.count,
+    steps: f.steps,
+    s_per_step: totalSteps ? Number((optSeconds / totalSteps).toFixed(4)) : 0,
+    cpu_s_per_step: totalSteps ? Number(((c.user + c.system) / 1e6 / totalSteps).toFixed(4)) : 0,
+    session_build_s: Number(build.toFixed(2)),
+    size: S,
+    generator: genFile,
+    clip: clipFile ?? null,
+    space: config.space,
+    lr: config.lr,
+    mse_lambda: config.mseLambda,
+    clip_lambda: config.clipLambda,
+    noise: config.noise,
+    noise_reg: config.noiseRegLambda,
+    latent_noise: config.latentNoise,
+    load: load1(),
+  });
+}
+
+/** Case names and the world case's flags from the command line; a bad argument throws with the usage. */
+export function parseInvertArgs(argv: string[]): { cases: string[]; world: WorldFlags; flags: string[] } {
+  const cases: string[] = [];
+  const flags: string[] = [];
+  const world: WorldFlags = { count: 20, steps: 300, invert: {} };
+  const usage =
+    '; flags (world): --generator FILE --clip FILE --count N --steps N --space w|w+ --lr X --mse-lambda X --clip-lambda X --noise --noise-reg X --latent-noise X';
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (!a.startsWith('--')) {
+      if (!(a in CASES)) throw new Error(`unknown case ${a}; cases: ${Object.keys(CASES).join(', ')}`);
+      cases.push(a);
+      continue;
+    }
+    flags.push(a);
+    const value = () => {
+      const v = argv[++i];
+      if (v === undefined || v.startsWith('--')) throw new Error(`${a} needs a value`);
+      flags.push(v);
+      return v;
+    };
+    const number = (min: number, integer = false) => {
+      const v = value();
+      const n = Number(v);
+      if (!(Number.isFinite(n) && n >= min && (!integer || Number.isInteger(n))))
+        throw new Error(`${a} must be ${integer ? 'an integer' : 'a number'} ≥ ${min}, got ${v}`);
+      return n;
+    };
+    const file = () => {
+      const v = value();
+      if (!existsSync(v)) throw new Error(`${a}: ${v} not found`);
+      return v;
+    };
+    if (a === '--generator') world.generator = file();
+    else if (a === '--clip') world.clip = file();
+    else if (a === '--count') world.count = number(1, true);
+    else if (a === '--steps') world.steps = number(0, true);
+    else if (a === '--space') {
+      const v = value();
+      if (v !== 'w' && v !== 'w+') throw new Error(`--space must be w or w+, got ${v}`);
+      world.invert.space = v;
+    } else if (a === '--lr') world.invert.lr = number(0);
+    else if (a === '--mse-lambda') world.invert.mseLambda = number(0);
+    else if (a === '--clip-lambda') world.invert.clipLambda = number(0);
+    else if (a === '--noise') world.invert.noise = true;
+    else if (a === '--noise-reg') world.invert.noiseRegLambda = number(0);
+    else if (a === '--latent-noise') world.invert.latentNoise = number(0);
+    else throw new Error(`unknown flag ${a}${usage}`);
+  }
+  return { cases, world, flags };
+}
+
+let worldFlags: WorldFlags = { count: 20, steps: 300, invert: {} };
+
+const CASES: Record<string, () => Promise<void>> = {
+  align: alignCase,
+  e4e: e4eCase,
+  step: stepCase,
+  world: () => worldCase(worldFlags),
+};
 
 export default async function main(): Promise<void> {
-  const args = process.argv.slice(3);
-  const unknown = args.filter((a) => !(a in CASES));
-  if (unknown.length) {
-    console.error(`unknown case ${unknown.join(', ')}; cases: ${Object.keys(CASES).join(', ')}`);
+  let args: ReturnType<typeof parseInvertArgs>;
+  try {
+    args = parseInvertArgs(process.argv.slice(3));
+  } catch (e) {
+    console.error(`invert: ${(e as Error).message}`);
     process.exit(2);
   }
-  const asked = args;
+  worldFlags = args.world;
+  const asked = args.cases;
   if (process.env.STYLECLIP_BENCH_CHILD) {
     for (const c of asked) await CASES[c]();
     return;
   }
   const self = fileURLToPath(new URL('./main.ts', import.meta.url));
   for (const c of asked.length ? asked : Object.keys(CASES)) {
-    const r = spawnSync(process.execPath, [...process.execArgv, self, B, c], {
+    const r = spawnSync(process.execPath, [...process.execArgv, self, B, c, ...args.flags], {
       stdio: 'inherit',
       env: { ...process.env, STYLECLIP_BENCH_CHILD: '1' },
     });

@@ -6,11 +6,12 @@
  *
  * over w ∈ W (one w on every layer) or W+, and optionally over the noise maps n_i. The perceptual term is
  * CLIP's image embedding (LPIPS's VGG weights are not something this project can obtain); both images go
- * to CLIP through StyleCLIP's ×7 upsample and pool (losses.ts). R is StyleGAN2's noise regularization: the
- * squared autocorrelation at one pixel shift, horizontally and vertically, at every scale down to 8×8; after
- * each step the maps are renormalized to zero mean and unit variance. As in the projector, the latent fed to
- * G carries Gaussian noise of strength σ_w·0.05·max(0, 1 − t/0.75)², and the lr follows the same cosine
- * ramp as latent optimization (schedule.ts); Adam is torch's (optim.ts).
+ * to CLIP through StyleCLIP's resample to the CLIP's input resolution (losses.ts clipResample). R is
+ * StyleGAN2's noise regularization: the squared autocorrelation at one pixel shift, horizontally and
+ * vertically, at every scale down to 8×8; after each step the maps are renormalized to zero mean and unit
+ * variance. As in the projector, the latent fed to G carries Gaussian noise of strength
+ * σ_w·0.05·max(0, 1 − t/0.75)², and the lr follows the same cosine ramp as latent optimization
+ * (schedule.ts); Adam is torch's (optim.ts).
  *
  * The saved W+ renders with the checkpoint's own noise everywhere else in the project, so the noise maps
  * are only optimized on request (they make the reconstruction here sharper, not the latent better).
@@ -401,7 +402,9 @@ export async function runInversion(
       stopped = true;
       break;
     }
-    await hooks.onStep?.(await engine(() => run.step()));
+    // Stepped outside the optional call: `onStep?.(await step())` skips the step when there is no hook.
+    const r = await engine(() => run.step());
+    await hooks.onStep?.(r);
   }
   return { steps: run.stepsDone, stopped, final: await engine(() => run.evaluate()), wplus: run.wplus() };
 }

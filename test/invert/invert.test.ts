@@ -71,6 +71,20 @@ describe('optimization-based inversion', () => {
     await inv.release();
   });
 
+  test('no onStep hook: every step is taken (the step was once inside the optional onStep call, and never ran)', async () => {
+    const G = StyleGAN2.load(fixture('stylegan2/generator.pt'));
+    const target = (await G.synthesize(await seedLatent(G.weights, 2, 0.7))).data as Float32Array;
+    const inv = await Inverter.create({ generator: G.weights }, { steps: 3, clipLambda: 0 });
+    const run = await inv.start(target);
+    let checks = 0;
+    // The guard makes a regression fail instead of spinning forever (the loop never yields to timers).
+    const res = await runInversion(run, { shouldStop: () => ++checks > 10 });
+    assert.equal(res.steps, 3);
+    assert.equal(run.stepsDone, 3);
+    assert.ok(!res.stopped);
+    await inv.release();
+  });
+
   test('W space, stopped early: the loop ends at the next step and keeps the latent reached', async () => {
     const G = StyleGAN2.load(fixture('stylegan2/generator.pt'));
     const target = (await G.synthesize(await seedLatent(G.weights, 1, 0.7))).data as Float32Array;
