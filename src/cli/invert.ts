@@ -7,7 +7,7 @@
  * current step and keeps the latent reached so far.
  */
 import { existsSync, statSync } from 'node:fs';
-import { dirname, join, parse } from 'node:path';
+import { dirname, join, parse, resolve } from 'node:path';
 import { Command } from 'commander';
 import { z } from 'zod';
 import { ImageError, rgbToSigned } from '../align/index.js';
@@ -19,6 +19,12 @@ import { loadClip } from '../models/clip/load.js';
 import { loadE4e } from '../models/e4e/load.js';
 import { loadGenerator } from '../models/stylegan2/load.js';
 import { arcfaceUnits, int, interruptible, num, parseFlags, progressBar, UserError } from './common.js';
+
+/** The images written beside the latent: `<stem>_aligned.png` and `<stem>.png`. */
+function sideFiles(out: string): { aligned: string; pair: string } {
+  const { dir, name } = parse(out);
+  return { aligned: join(dir, `${name}_aligned.png`), pair: join(dir, `${name}.png`) };
+}
 
 const file = (what: string) =>
   z
@@ -62,6 +68,15 @@ const Flags = z
       });
     if (o.face !== undefined && !o.align)
       ctx.addIssue({ code: 'custom', path: ['face'], message: '--face picks a face to align: add --align' });
+    // `--photo face.png --out face.npy` would write the pair image over the photo itself.
+    const side = sideFiles(o.out);
+    const clash = [side.pair, side.aligned].find((f) => resolve(f) === resolve(o.photo));
+    if (clash)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['out'],
+        message: `it would write ${clash} over the photo; give the latent another name (e.g. ${join(dirname(o.out), `${parse(o.out).name}_w.npy`)})`,
+      });
   });
 
 type Flags = z.infer<typeof Flags>;
@@ -120,9 +135,7 @@ async function invertAction(o: Flags): Promise<void> {
 
   const { nLatent: L, styleDim: D } = generator.config;
   writeNpy(o.out, { dtype: 'float32', shape: [1, L, D], data: r.wplus });
-  const { dir, name } = parse(o.out);
-  const alignedFile = join(dir, `${name}_aligned.png`);
-  const pairFile = join(dir, `${name}.png`);
+  const { aligned: alignedFile, pair: pairFile } = sideFiles(o.out);
   const crop = rgbToSigned(r.aligned);
   await writeImage(alignedFile, { dtype: 'float32', shape: [1, 3, S, S], data: crop });
   const pair = new Float32Array(2 * 3 * S * S);

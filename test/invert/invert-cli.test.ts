@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -66,7 +66,7 @@ describe('styleclip invert', () => {
     assert.equal(readLatents(out, 10, 512).count, 1);
   });
 
-  test('clear answers: not an image, two faces, no model, --steps 0 without an encoder', async () => {
+  test('clear answers: not an image, two faces, the photo as an output, no model, --steps 0 without an encoder', async () => {
     const text = join(tmp, 'notes.jpg');
     writeFileSync(text, 'not a photo');
     const args = ['--encoder', `${FX}/e4e/e4e.pt`, '--out', join(tmp, 'x.npy')];
@@ -86,6 +86,14 @@ describe('styleclip invert', () => {
     r = cli('--photo', two, '--align', ...args);
     assert.equal(r.status, 1);
     assert.match(r.stderr, /2 faces found .*--face N/);
+
+    // --out face.npy beside --photo face.png: the pair image would overwrite the photo.
+    const photo = join(tmp, 'face.png');
+    writeFileSync(photo, readFileSync(`${FX}/photos/astronaut.png`));
+    r = cli('--photo', photo, '--generator', `${FX}/stylegan2/generator.pt`, '--out', join(tmp, 'face.npy'));
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /--out: it would write .*face\.png over the photo; give the latent another name/);
+    assert.deepEqual(readFileSync(photo), readFileSync(`${FX}/photos/astronaut.png`));
 
     r = cli('--photo', `${FX}/photos/astronaut.png`, '--out', join(tmp, 'x.npy'));
     assert.equal(r.status, 2);
