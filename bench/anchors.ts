@@ -35,6 +35,7 @@ import {
   loadModel,
   setDevice,
 } from '../src/runtime/session.js';
+import { randn } from './report.js';
 
 const HOW = `usage: npm run bench -- anchors --exports DIR [--runs N] [--device cpu|cuda|webgpu|auto] [case...]
 cases: generator_1024 generator_256 image_b1 image_b16 text_2x79
@@ -57,19 +58,6 @@ const load = () =>
   loadavg()
     .map((v) => v.toFixed(2))
     .join(' ');
-
-function randn(n: number, seed: number, std = 1): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0 || 1;
-  const u = () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return ((s >>> 0) + 0.5) / 4294967296;
-  };
-  for (let i = 0; i < n; i++) out[i] = std * Math.sqrt(-2 * Math.log(u())) * Math.cos(2 * Math.PI * u());
-  return out;
-}
 
 /** The export as it is, on our runtime (same session settings as ours). */
 async function exportSide(

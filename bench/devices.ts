@@ -24,22 +24,10 @@ import { mul, sum } from '../src/ops/index.js';
 import { explainFailure, parseDevice } from '../src/runtime/device.js';
 import { compile, configureRuntime, type ExecutionProvider } from '../src/runtime/session.js';
 import { buildClip } from './clip.js';
+import { randn } from './report.js';
 
 const r = (v: number, d = 1) => Number(v.toFixed(d));
 const med = (v: number[]) => [...v].sort((x, y) => x - y)[Math.floor(v.length / 2)];
-
-function randn(n: number, seed: number, std = 1): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0 || 1;
-  const u = () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return ((s >>> 0) + 0.5) / 4294967296;
-  };
-  for (let i = 0; i < n; i++) out[i] = std * Math.sqrt(-2 * Math.log(u())) * Math.cos(2 * Math.PI * u());
-  return out;
-}
 
 /** A case on one provider: `run` gives the output that is compared across providers. */
 type Runner = () => Promise<Float32Array>;

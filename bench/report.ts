@@ -60,3 +60,17 @@ export async function startServerChild<T>(
   });
   return { child, info };
 }
+
+/** Seeded normal samples (xorshift32 + Box–Muller): the same inputs for both sides of a comparison. */
+export function randn(n: number, seed: number, std = 1): Float32Array {
+  const out = new Float32Array(n);
+  let s = seed >>> 0 || 1;
+  const u = () => {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    return ((s >>> 0) + 0.5) / 4294967296;
+  };
+  for (let i = 0; i < n; i++) out[i] = std * Math.sqrt(-2 * Math.log(u())) * Math.cos(2 * Math.PI * u());
+  return out;
+}
