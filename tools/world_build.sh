@@ -1,0 +1,80 @@
+#!/bin/sh
+# Builds the world's shipped models from the two finished training runs, in order; each step is resumable or
+# cheap to redo, so after a stop run it again. Run from the project folder:
+#
+#   GAN=.tmp/world/gan/checkpoint/NNNNNN.pt CLIP_RUN=.tmp/clip/world tools/world_build.sh
+#
+# QUICK=1 rehearses every step at a tiny scale into WORLD (default .tmp/world-quick), to check the pipeline
+# on unfinished checkpoints; without it everything goes to models/world/ at the issue's scale.
+#
+#   1. generator.pt  train export of the GAN's g_ema + latent_avg, float16
+#   2. clip.pt       train export of the CLIP run's final weights, float16
+#   3. fs3.npy       global precompute, K = 100 images per channel
+#   4. mappers/*.pt  mapper train for the four shipped prompts (and six more for the benchmark), train export, float16
+#   5. figures       the Fréchet distance (shipped generator and the 27-kimg one) and the semantic benchmark
+set -eu
+: "${GAN:?set GAN to the world GAN checkpoint to ship}"
+: "${CLIP_RUN:?set CLIP_RUN to the world CLIP run folder (its clip.pt, or its newest checkpoint)}"
+cli() { node --import tsx src/cli/main.ts "$@"; }
+if [ "${QUICK:-}" = 1 ]; then
+  WORLD=${WORLD:-.tmp/world-quick}
+  K=2 STATS=2000 MAPPER_STEPS=20 MAPPER_TRAIN=64 FID_COUNT=64 SEM_SEEDS=2 SEM_EXTRA="--opt-steps 5"
+else
+  WORLD=${WORLD:-models/world}
+  K=100 STATS=100000 MAPPER_STEPS=${MAPPER_STEPS:-10000} MAPPER_TRAIN=5000 FID_COUNT=2000 SEM_SEEDS=50 SEM_EXTRA=""
+fi
+WORK=.tmp/world-build
+mkdir -p "$WORLD/mappers" "$WORK"
+export STYLECLIP_WORLD="$WORLD"
+
+echo "== 1. generator"
+cli train export "$GAN" --out "$WORLD/generator.pt" --half
+
+echo "== 2. CLIP"
+CLIP_SRC="$CLIP_RUN/clip.pt"
+[ -f "$CLIP_SRC" ] || CLIP_SRC=$(ls "$CLIP_RUN"/checkpoints/clip_*.pt | tail -1)
+cli train export "$CLIP_SRC" --out "$WORLD/clip.pt" --half
+[ -f "$WORLD/classifier.safetensors" ] || cp models/world/classifier.safetensors "$WORLD/"
+
+echo "== 3. fs3 (K = $K)"
+[ -f "$WORLD/fs3.npy" ] || cli global precompute --images "$K" --stats-samples "$STATS" --out "$WORLD/fs3.npy"
+
+echo "== 4. mappers"
+# Levels per prompt, as StyleCLIP turns mappers off per edit, and to keep models/world/ under 40 MB (a level is
+# four 512² layers, 2.1 MB in float16). At 64² the W+ rows are coarse 0-3 (4², 8²: shape), medium 4-7 (16²,
+# 32²: features) and fine 8-9 (64²: colour). Four are shipped; the semantic benchmark needs one per prompt,
+# so the other six are trained into $WORK/bench-mappers and seen through a benchmark world folder.
+BENCH_WORLD=$WORK/bench-world
+mkdir -p "$WORK/bench-mappers" "$BENCH_WORLD/mappers"
+mapper() { # destination folder, name (the file's slug), training prompt, level flags
+  dest=$1 slug=$(echo "$2" | tr ' ' '_') prompt=$3
+  shift 3
+  [ -f "$dest/$slug.pt" ] && return 0
+  run="$WORK/mapper-$slug"
+  last=$(ls "$run"/checkpoints/iteration_*.pt 2>/dev/null | sort -V | tail -1 || true)
+  cli mapper train --prompt "$prompt" --steps "$MAPPER_STEPS" --train-size "$MAPPER_TRAIN" --out "$run" \
+    ${last:+--resume "$last"} "$@"
+  cli train export "$run/checkpoints/best_mapper.pt" --out "$dest/$slug.pt" --half
+}
+mapper "$WORLD/mappers" "purple hair" "a face with purple hair" --no-coarse
+mapper "$WORLD/mappers" "smiling" "a face with a smile" --no-coarse --no-fine
+mapper "$WORLD/mappers" "mohawk hairstyle" "a face with a mohawk" --no-fine
+mapper "$WORLD/mappers" "glasses" "a face with glasses" --no-coarse --no-fine
+B=$WORK/bench-mappers
+mapper "$B" "grey hair" "a face with grey hair" --no-coarse
+mapper "$B" "blue hair" "a face with blue hair" --no-coarse
+mapper "$B" "blonde hair" "a face with blonde hair" --no-coarse
+mapper "$B" "bob cut" "a face with a bob cut" --no-fine
+mapper "$B" "surprised" "a face with a surprised look" --no-coarse --no-fine
+mapper "$B" "afro" "a face with an afro" --no-fine
+for f in "$WORLD"/*.* ; do ln -sf "$(realpath "$f")" "$BENCH_WORLD/"; done
+for f in "$WORLD"/mappers/*.pt "$B"/*.pt; do ln -sf "$(realpath "$f")" "$BENCH_WORLD/mappers/"; done
+
+echo "== 5. figures"
+cli world fid --count "$FID_COUNT" --json > "$WORK/fid.json" || echo "fid: failed (see above)"
+cli world fid --count "$FID_COUNT" --generator models/world/train/generator-27kimg.pt --json > "$WORK/fid-27kimg.json" ||
+  echo "fid (27 kimg): failed (see above)"
+# shellcheck disable=SC2086
+STYLECLIP_WORLD=$BENCH_WORLD node --import tsx bench/main.ts semantic --seeds "$SEM_SEEDS" $SEM_EXTRA \
+  --pictures "$WORK/semantic-pictures" > "$WORK/semantic.jsonl" || echo "semantic: failed"
+du -sh "$WORLD" "$WORLD"/* "$WORLD"/mappers/*
