@@ -46,6 +46,7 @@ const Flags = z
     clipLambda: num('--clip-lambda').pipe(z.number().min(0)).default(0.5),
     clip: file('CLIP checkpoint').optional(),
     noise: z.boolean().default(false),
+    latentNoise: num('--latent-noise').pipe(z.number().min(0)).default(0),
     arcface: file('ArcFace weights').optional(),
     arcfaceUnits: arcfaceUnits.optional(),
     out: z
@@ -111,6 +112,7 @@ async function invertAction(o: Flags): Promise<void> {
         mseLambda: o.mseLambda,
         clipLambda: clip ? o.clipLambda : 0,
         noise: o.noise,
+        latentNoise: o.latentNoise,
       },
       onStage: (stage, detail) => {
         const what = {
@@ -159,7 +161,7 @@ export function invertCommand(): Command {
     .requiredOption('--photo <file>', 'the photo (JPEG, PNG, WebP)')
     .option(
       '--align',
-      'detect the face and FFHQ-align it (as e4e/StyleCLIP do); without it the centre square is used',
+      'detect the face and FFHQ-align it (as e4e/StyleCLIP do); without it the centre square is used (right for images already framed like the training set, e.g. world faces)',
     )
     .option('--face <n>', 'which face to align when the photo has several (1 = leftmost)')
     .option(
@@ -179,6 +181,11 @@ export function invertCommand(): Command {
     .option(
       '--noise',
       "also optimize the noise maps (sharper reconstruction here; the saved W+ renders with the checkpoint's noise)",
+    )
+    .option(
+      '--latent-noise <x>',
+      "noise on the latent fed to G, as a fraction of the latents' spread, fading out by 75 % of the steps (projector.py: 0.05)",
+      '0',
     )
     .option(
       '--arcface <file>',

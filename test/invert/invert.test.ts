@@ -85,6 +85,24 @@ describe('optimization-based inversion', () => {
     await inv.release();
   });
 
+  test('latent noise (projector.py; off by default): only the latent fed to G is perturbed, and only early', async () => {
+    const G = StyleGAN2.load(fixture('stylegan2/generator.pt'));
+    const target = (await G.synthesize(await seedLatent(G.weights, 3, 0.7))).data as Float32Array;
+    const firstLosses = async (latentNoise?: number) => {
+      const inv = await Inverter.create({ generator: G.weights }, { steps: 4, clipLambda: 0, latentNoise });
+      const run = await inv.start(target);
+      const clean = (await run.evaluate()).loss;
+      const step0 = (await run.step()).loss; // lr 0 at step 0: the latent itself has not moved yet
+      await inv.release();
+      return { clean, step0 };
+    };
+    const off = await firstLosses();
+    assert.equal(off.step0, off.clean);
+    const on = await firstLosses(0.05);
+    assert.equal(on.clean, off.clean);
+    assert.notEqual(on.step0, on.clean);
+  });
+
   test('W space, stopped early: the loop ends at the next step and keeps the latent reached', async () => {
     const G = StyleGAN2.load(fixture('stylegan2/generator.pt'));
     const target = (await G.synthesize(await seedLatent(G.weights, 1, 0.7))).data as Float32Array;
