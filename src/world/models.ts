@@ -87,8 +87,15 @@ export function resolveModel(flag: string | undefined, kind: WorldModel, name?: 
   return flag ?? worldModelPath(kind, name);
 }
 
-/** The model flags each command needs, and the world model that stands in for each when it is absent. */
-const WORLD_DEFAULTS: readonly [command: readonly string[], flags: readonly [string, WorldModel][]][] = [
+/**
+ * The model flags each command needs, and the world model that stands in for each when it is absent; an entry
+ * with `unless` adds nothing when one of those flags is given (e4e's checkpoint brings its own generator).
+ */
+const WORLD_DEFAULTS: readonly [
+  command: readonly string[],
+  flags: readonly [string, WorldModel][],
+  unless?: readonly string[],
+][] = [
   [['generate'], [['--generator', 'generator']]],
   [
     ['optimize'],
@@ -120,6 +127,8 @@ const WORLD_DEFAULTS: readonly [command: readonly string[], flags: readonly [str
     ],
   ],
   [['embed'], [['--clip', 'clip']]],
+  // The CLIP term is left to the user: on world faces it lowers the reconstruction's PSNR (README, invert).
+  [['invert'], [['--generator', 'generator']], ['--encoder']],
   [
     ['serve'],
     [
@@ -147,6 +156,7 @@ export function withWorldDefaults(argv: readonly string[], env: NodeJS.ProcessEn
   const entry = WORLD_DEFAULTS.find(([cmd]) => cmd.every((w, i) => words[i] === w));
   if (!entry) return [...argv];
   const given = (flag: string) => args.some((a) => a === flag || a.startsWith(`${flag}=`));
+  if (entry[2]?.some(given)) return [...argv];
   const added: string[] = [];
   for (const [flag, kind] of entry[1]) {
     if (given(flag)) continue;

@@ -31,6 +31,14 @@ test('model flags left out are filled from the world folder; given flags and oth
     join(world, 'clip.pt'),
   ]);
   assert.deepEqual(withWorldDefaults(argv('tokenize', 'a face'), env), argv('tokenize', 'a face'));
+  // invert: the world generator (no CLIP term unless asked); an e4e checkpoint brings its own generator
+  assert.deepEqual(withWorldDefaults(argv('invert', '--photo', 'p.png'), env), [
+    ...argv('invert', '--photo', 'p.png'),
+    '--generator',
+    join(world, 'generator.pt'),
+  ]);
+  const e4e = argv('invert', '--photo', 'p.png', '--encoder', 'e4e.pt');
+  assert.deepEqual(withWorldDefaults(e4e, env), e4e);
   assert.deepEqual(withWorldDefaults(argv('generate', '--help'), env), argv('generate', '--help'));
   const empty = join(tmp, 'empty');
   mkdirSync(empty);
