@@ -11,17 +11,18 @@
 #   2. clip.pt       train export of the CLIP run's final weights, float16
 #   3. fs3.npy       global precompute, K = 100 images per channel
 #   4. mappers/*.pt  mapper train for the four shipped prompts (and six more for the benchmark), train export, float16
-#   5. figures       the Fréchet distance (shipped generator and the 27-kimg one) and the semantic benchmark
+#   5. figures       the Fréchet distance (shipped generator and the 27-kimg one), the semantic benchmark and the
+#                    inversion PSNR of 20 held-out faces
 set -eu
 : "${GAN:?set GAN to the world GAN checkpoint to ship}"
 : "${CLIP_RUN:?set CLIP_RUN to the world CLIP run folder (its clip.pt, or its newest checkpoint)}"
 cli() { node --import tsx src/cli/main.ts "$@"; }
 if [ "${QUICK:-}" = 1 ]; then
   WORLD=${WORLD:-.tmp/world-quick}
-  K=2 STATS=2000 MAPPER_STEPS=20 MAPPER_TRAIN=64 FID_COUNT=64 SEM_SEEDS=2 SEM_EXTRA="--opt-steps 5"
+  K=2 STATS=2000 MAPPER_STEPS=20 MAPPER_TRAIN=64 FID_COUNT=64 SEM_SEEDS=2 SEM_EXTRA="--opt-steps 5" INV="--count 2 --steps 20"
 else
   WORLD=${WORLD:-models/world}
-  K=100 STATS=100000 MAPPER_STEPS=${MAPPER_STEPS:-10000} MAPPER_TRAIN=5000 FID_COUNT=2000 SEM_SEEDS=50 SEM_EXTRA=""
+  K=100 STATS=100000 MAPPER_STEPS=${MAPPER_STEPS:-10000} MAPPER_TRAIN=5000 FID_COUNT=2000 SEM_SEEDS=50 SEM_EXTRA="" INV=""
 fi
 WORK=.tmp/world-build
 mkdir -p "$WORLD/mappers" "$WORK"
@@ -77,4 +78,10 @@ cli world fid --count "$FID_COUNT" --generator models/world/train/generator-27ki
 # shellcheck disable=SC2086
 STYLECLIP_WORLD=$BENCH_WORLD node --import tsx bench/main.ts semantic --seeds "$SEM_SEEDS" $SEM_EXTRA \
   --pictures "$WORK/semantic-pictures" > "$WORK/semantic.jsonl" || echo "semantic: failed"
+# inversion of 20 held-out faces, 300 steps: pixel loss alone, and with the world CLIP's term
+# shellcheck disable=SC2086
+node --import tsx bench/main.ts invert world --generator "$WORLD/generator.pt" $INV > "$WORK/invert.jsonl" || echo "invert: failed"
+# shellcheck disable=SC2086
+node --import tsx bench/main.ts invert world --generator "$WORLD/generator.pt" --clip "$WORLD/clip.pt" $INV \
+  > "$WORK/invert-clip.jsonl" || echo "invert (CLIP): failed"
 du -sh "$WORLD" "$WORLD"/* "$WORLD"/mappers/*
