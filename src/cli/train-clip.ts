@@ -9,12 +9,7 @@ import { z } from 'zod';
 import { loadClipStateDict } from '../models/clip/load.js';
 import { type ClipConfig, ClipModel } from '../models/clip/model.js';
 import { configureRuntime } from '../runtime/session.js';
-import {
-  type ClipStepInfo,
-  ClipTrainer,
-  type ClipTrainOptions,
-  type CurrentFeatures,
-} from '../train/clip.js';
+import { type ClipStepInfo, ClipTrainer, type CurrentFeatures } from '../train/clip.js';
 import { CachedDataset, type ClipDataset, fromSignedImages, JsonlClipDataset } from '../train/clip-data.js';
 import { clipConfig, initClipStateDict } from '../train/clip-init.js';
 import { FAMILIES, FAMILY_NAMES, type Labels, visible } from '../world/attributes.js';
@@ -32,9 +27,6 @@ const Flags = z
     valCount: int('--val-count')
       .refine((n) => n >= 1, 'at least 1')
       .default(512),
-    hardBatches: num('--hard-batches')
-      .refine((x) => x >= 0 && x <= 1, 'a share in [0, 1]')
-      .default(0),
     out: z.string().min(1),
     init: z.string().optional(),
     resume: z.string().optional(),
@@ -81,19 +73,11 @@ const Flags = z
       .refine((n) => n >= 1, 'at least 1')
       .optional(),
   })
-  .refine((o) => o.hardBatches === 0 || o.world !== undefined, {
-    message: '--hard-batches groups world faces by their attributes, so it needs --world',
-  })
   .refine((o) => (o.data === undefined) !== (o.world === undefined), {
     message: 'give the training pairs with exactly one of --data FILE.jsonl or --world COUNT',
   });
 
 type Flags = z.infer<typeof Flags>;
-
-/** World faces that colour alone cannot tell apart: a hard batch draws all its pairs from one such group. */
-function lookAlikes(l: Labels): string {
-  return `${l.hairColor}/${l.skinTone}/${l.background}`;
-}
 
 /**
  * Zero-shot attribute accuracy on held-out world faces: for each visible attribute family, the face is
@@ -221,15 +205,11 @@ async function train(o: Flags): Promise<void> {
   const init = o.init ? loadClipStateDict(o.init).tensors : null;
   const r = fresh?.imageResolution ?? ClipModel.fromStateDict(init!).config.imageResolution;
   let data: ClipDataset;
-  let hardBatches: ClipTrainOptions['hardBatches'];
   if (o.data) {
     if (!existsSync(o.data)) throw new UserError(`--data: ${o.data} not found`);
     data = new CachedDataset(new JsonlClipDataset(o.data, r), o.cacheMb * 2 ** 20);
   } else {
-    const world = new WorldCaptions(o.world!, { size: r, cacheBytes: o.cacheMb * 2 ** 20 });
-    data = fromSignedImages(world);
-    if (o.hardBatches > 0)
-      hardBatches = { fraction: o.hardBatches, groupOf: (i) => lookAlikes(world.images.labels(i)) };
+    data = fromSignedImages(new WorldCaptions(o.world!, { size: r, cacheBytes: o.cacheMb * 2 ** 20 }));
   }
   if (data.length < o.batch)
     throw new UserError(`the dataset has ${data.length} pairs, fewer than one batch of ${o.batch}`, 1);
@@ -254,7 +234,6 @@ async function train(o: Flags): Promise<void> {
     logEvery: o.logEvery,
     evalEvery: o.evalEvery,
     evaluate,
-    hardBatches,
   });
   if (o.resume) trainer.resume(o.resume);
   const c = model.config;
@@ -320,11 +299,6 @@ export function trainClipCommand(): Command {
     )
     .option('--val <file.jsonl>', 'held-out pairs for image→caption retrieval accuracy (with --data)')
     .option('--val-count <n>', 'held-out world faces for zero-shot attribute accuracy (with --world)', '512')
-    .option(
-      '--hard-batches <share>',
-      'with --world: this share of batches holds look-alikes (same hair colour, skin tone, background)',
-      '0',
-    )
     .option(
       '--init <checkpoint>',
       'start from these CLIP weights (any file --clip takes); else a fresh model from the flags below',

@@ -20,7 +20,6 @@ import { saveTorch } from '../io/torch-write.js';
 import { openAIToHF } from '../models/clip/hf.js';
 import type { ClipConfig, ClipModel } from '../models/clip/model.js';
 import { tokenize } from '../models/clip/tokenizer.js';
-import { RandomState } from '../util/random.js';
 import type { ClipDataset, ClipSample } from './clip-data.js';
 import { AdamW, warmupCosineLr } from './clip-optim.js';
 import { ClipFeatures, ClipStep, TABLE } from './clip-step.js';
@@ -64,8 +63,6 @@ export interface ClipTrainOptions {
   evalEvery: number;
   /** Held-out measurements (zero-shot accuracy, ...) with the current weights; logged as split "eval". */
   evaluate?: (features: CurrentFeatures) => Promise<Record<string, number>>;
-  /** Make some batches of look-alikes (see HardBatchOrder); absent: every batch is a plain shuffled one. */
-  hardBatches?: { fraction: number; groupOf: (i: number) => string };
 }
 
 /** Encoders of the model as it is now, for evaluation hooks. */
@@ -98,56 +95,6 @@ interface TrainState {
   batch: number;
   steps: number;
   dataset_length: number;
-  /** The share of hard batches (absent in checkpoints of runs without them). */
-  hard_batches?: number;
-}
-
-/**
- * The batch order with hard negatives. In a plain shuffled batch of 64 world faces, hair colour, skin tone
- * and background already tell every pair apart, so the contrastive loss gives almost no gradient to what
- * they leave out (expression, eyes, beard stayed at chance after 2,000 steps). With probability `fraction`
- * (a function of seed and step, so a resumed run sees the same batches) batch `step` is instead `batch`
- * distinct members of one group of look-alikes (items with the same `groupOf` key, a group drawn
- * uniformly among those with at least `batch` members); the other batches are the plain order's.
- */
-export class HardBatchOrder {
-  readonly perEpoch: number;
-  private readonly groups: number[][];
-
-  constructor(
-    private readonly plain: BatchOrder,
-    readonly fraction: number,
-    groupOf: (i: number) => string,
-    private readonly seed: number,
-  ) {
-    if (!(fraction >= 0 && fraction <= 1))
-      throw new ClipTrainError(`the share of hard batches must be in [0, 1], got ${fraction}`);
-    this.perEpoch = plain.perEpoch;
-    const byKey = new Map<string, number[]>();
-    for (let i = 0; i < plain.count; i++) {
-      const k = groupOf(i);
-      let g = byKey.get(k);
-      if (!g) byKey.set(k, (g = []));
-      g.push(i);
-    }
-    this.groups = [...byKey.values()].filter((g) => g.length >= plain.batch);
-    if (fraction > 0 && this.groups.length === 0)
-      throw new ClipTrainError(
-        `no group of look-alikes has ${plain.batch} members among ${plain.count} pairs: use more data or a smaller batch`,
-      );
-  }
-
-  indices(step: number): number[] {
-    const rs = new RandomState((this.seed * 1000003 + step * 7919 + 104729) >>> 0);
-    if (rs.nextDouble() >= this.fraction) return this.plain.indices(step);
-    const g = [...this.groups[Math.floor(rs.nextDouble() * this.groups.length)]];
-    const b = this.plain.batch;
-    for (let k = 0; k < b; k++) {
-      const j = k + Math.floor(rs.nextDouble() * (g.length - k));
-      [g[k], g[j]] = [g[j], g[k]];
-    }
-    return g.slice(0, b);
-  }
 }
 
 /** Top-1 accuracy of the diagonal over rows of [B, B] logits (and over columns when `columns`). */
@@ -171,7 +118,7 @@ export class ClipTrainer {
   readonly model: ClipModel;
   private readonly stepper: ClipStep;
   private readonly optimizer: AdamW;
-  private readonly order: BatchOrder | HardBatchOrder;
+  private readonly order: BatchOrder;
   private features?: ClipFeatures;
   private prefetched?: { step: number; batch: Promise<{ images: Float32Array; tokens: Int32Array }> };
 
@@ -193,10 +140,7 @@ export class ClipTrainer {
       return { name, data, grad: new Float32Array(0), shape };
     });
     this.optimizer = new AdamW({ lr: o.lr, betas: o.betas, eps: o.eps, weightDecay: o.weightDecay });
-    const plain = new BatchOrder(data.length, o.batch, o.seed);
-    this.order = o.hardBatches
-      ? new HardBatchOrder(plain, o.hardBatches.fraction, o.hardBatches.groupOf, o.seed)
-      : plain;
+    this.order = new BatchOrder(data.length, o.batch, o.seed);
     mkdirSync(join(o.outDir, 'checkpoints'), { recursive: true });
     mkdirSync(join(o.outDir, 'logs'), { recursive: true });
   }
@@ -358,7 +302,6 @@ export class ClipTrainer {
       batch: o.batch,
       steps: o.steps,
       dataset_length: this.data.length,
-      hard_batches: this.options.hardBatches?.fraction ?? 0,
     };
   }
 
@@ -409,10 +352,6 @@ export class ClipTrainer {
       throw new ClipTrainError(`the checkpoint was trained with batch ${st.batch}, not ${o.batch}`);
     if (Number(st.seed) !== o.seed)
       throw new ClipTrainError(`the checkpoint used seed ${st.seed}, not ${o.seed}`);
-    if (Number(st.hard_batches ?? 0) !== (o.hardBatches?.fraction ?? 0))
-      throw new ClipTrainError(
-        `the checkpoint was trained with ${st.hard_batches ?? 0} hard batches, not ${o.hardBatches?.fraction ?? 0}: use the same --hard-batches`,
-      );
     if (Number(st.dataset_length) !== this.data.length)
       throw new ClipTrainError(
         `the checkpoint was trained on ${st.dataset_length} pairs, this dataset has ${this.data.length}: use the same data`,
