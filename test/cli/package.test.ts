@@ -58,11 +58,18 @@ test('npm pack, install offline into an empty folder, npx styleclip --help, gene
     'web/dist/index.html',
     'web/dist/app.js',
     'assets/bpe_simple_vocab_16e6.txt.gz',
+    'models/world/classifier.safetensors',
   ])
     assert.ok(files.includes(f), `${f} is in the tarball`);
   assert.ok(
-    !files.some((f) => f.startsWith('src/') || f.startsWith('test/') || f.endsWith('.map')),
-    'no sources, tests or maps',
+    !files.some(
+      (f) =>
+        f.startsWith('src/') ||
+        f.startsWith('test/') ||
+        f.endsWith('.map') ||
+        f.startsWith('models/world/train/'),
+    ),
+    'no sources, tests, maps or unfinished training runs',
   );
   const tgz = join(tmp, info.filename);
 
