@@ -2,20 +2,19 @@
 # Builds the world's shipped models from the two finished training runs, in order; each step is resumable or
 # cheap to redo, so after a stop run it again. Run from the project folder:
 #
-#   GAN=.tmp/world/gan/checkpoint/NNNNNN.pt CLIP_RUN=.tmp/clip/world tools/world_build.sh
+#   GAN=.tmp/world/gan/checkpoint/NNNNNN.pt tools/world_build.sh
 #
 # QUICK=1 rehearses every step at a tiny scale into WORLD (default .tmp/world-quick), to check the pipeline
 # on unfinished checkpoints; without it everything goes to models/world/ at the issue's scale.
 #
 #   1. generator.pt  train export of the GAN's g_ema + latent_avg, float16
-#   2. clip.pt       train export of the CLIP run's final weights, float16
+#   2. clip.pt       shipped (models/world/clip.md); with CLIP_RUN=DIR, train export of that run instead
 #   3. fs3.npy       global precompute, K = 100 images per channel
 #   4. mappers/*.pt  mapper train for the four shipped prompts (and six more for the benchmark), train export, float16
 #   5. figures       the Fréchet distance (shipped generator and the 27-kimg one), the semantic benchmark and the
 #                    inversion PSNR of 20 held-out faces
 set -eu
 : "${GAN:?set GAN to the world GAN checkpoint to ship}"
-: "${CLIP_RUN:?set CLIP_RUN to the world CLIP run folder (its clip.pt, or its newest checkpoint)}"
 cli() { node --import tsx src/cli/main.ts "$@"; }
 if [ "${QUICK:-}" = 1 ]; then
   WORLD=${WORLD:-.tmp/world-quick}
@@ -31,10 +30,14 @@ export STYLECLIP_WORLD="$WORLD"
 echo "== 1. generator"
 cli train export "$GAN" --out "$WORLD/generator.pt" --half
 
-echo "== 2. CLIP"
-CLIP_SRC="$CLIP_RUN/clip.pt"
-[ -f "$CLIP_SRC" ] || CLIP_SRC=$(ls "$CLIP_RUN"/checkpoints/clip_*.pt | tail -1)
-cli train export "$CLIP_SRC" --out "$WORLD/clip.pt" --half
+echo "== 2. CLIP (shipped since 2026-11-30: models/world/clip.pt; CLIP_RUN=DIR exports another run's)"
+if [ -n "${CLIP_RUN:-}" ]; then
+  CLIP_SRC="$CLIP_RUN/clip.pt"
+  [ -f "$CLIP_SRC" ] || CLIP_SRC=$(ls "$CLIP_RUN"/checkpoints/clip_*.pt | tail -1)
+  cli train export "$CLIP_SRC" --out "$WORLD/clip.pt" --half
+elif [ ! -f "$WORLD/clip.pt" ]; then
+  cp models/world/clip.pt "$WORLD/"
+fi
 [ -f "$WORLD/classifier.safetensors" ] || cp models/world/classifier.safetensors "$WORLD/"
 
 echo "== 3. fs3 (K = $K)"
