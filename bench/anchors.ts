@@ -35,7 +35,7 @@ import {
   loadModel,
   setDevice,
 } from '../src/runtime/session.js';
-import { randn } from './report.js';
+import { randn, takeFlag } from './report.js';
 
 const HOW = `usage: npm run bench -- anchors --exports DIR [--runs N] [--device cpu|cuda|webgpu|auto] [case...]
 cases: generator_1024 generator_256 image_b1 image_b16 text_2x79
@@ -144,13 +144,7 @@ async function race(
 
 export default async function main(): Promise<void> {
   const args = process.argv.slice(3);
-  const flag = (k: string) => {
-    const i = args.indexOf(`--${k}`);
-    if (i < 0) return undefined;
-    const v = args[i + 1];
-    args.splice(i, 2);
-    return v;
-  };
+  const flag = (k: string) => takeFlag(args, k);
   const dir = flag('exports');
   const runsFlag = flag('runs');
   const device = flag('device') ?? process.env.STYLECLIP_DEVICE;

@@ -24,7 +24,7 @@ import { mul, sum } from '../src/ops/index.js';
 import { explainFailure, parseDevice } from '../src/runtime/device.js';
 import { compile, configureRuntime, type ExecutionProvider } from '../src/runtime/session.js';
 import { buildClip } from './clip.js';
-import { randn } from './report.js';
+import { randn, takeFlag } from './report.js';
 
 const r = (v: number, d = 1) => Number(v.toFixed(d));
 const med = (v: number[]) => [...v].sort((x, y) => x - y)[Math.floor(v.length / 2)];
@@ -162,13 +162,7 @@ async function starts(p: ExecutionProvider): Promise<string | null> {
 
 export default async function main(): Promise<void> {
   const args = process.argv.slice(3);
-  const flag = (k: string) => {
-    const i = args.indexOf(`--${k}`);
-    if (i < 0) return undefined;
-    const v = args[i + 1];
-    args.splice(i, 2);
-    return v;
-  };
+  const flag = (k: string) => takeFlag(args, k);
   const providers = parseDevice(flag('devices') ?? 'webgpu,cpu', '--devices').choices;
   const runs = flag('runs');
   if (providers.length !== 2) {

@@ -74,3 +74,12 @@ export function randn(n: number, seed: number, std = 1): Float32Array {
   for (let i = 0; i < n; i++) out[i] = std * Math.sqrt(-2 * Math.log(u())) * Math.cos(2 * Math.PI * u());
   return out;
 }
+
+/** The value of `--k` in `args`, removed from `args` with its flag (so what remains are case names). */
+export function takeFlag(args: string[], k: string): string | undefined {
+  const i = args.indexOf(`--${k}`);
+  if (i < 0) return undefined;
+  const v = args[i + 1];
+  args.splice(i, 2);
+  return v;
+}
