@@ -12,7 +12,8 @@
  * With `--half` float32 weights are stored in float16 (every loader widens them to float32 on load); the mean
  * latent stays float32. The written file is loaded back before the command reports success.
  */
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, renameSync, rmSync } from 'node:fs';
+import { basename, dirname, extname, join } from 'node:path';
 import type { Command } from 'commander';
 import { z } from 'zod';
 import { loadMapper } from '../edit/mapper/checkpoint.js';
@@ -55,29 +56,31 @@ async function exportRun(file: string, opts: unknown): Promise<void> {
   const path = checked.data;
   const ckpt = loadTorch(path, { widen: false });
   const half = o.half === true;
+  // Written beside the output and loaded back there, so a file that would not load never replaces one that does.
+  const tmp = join(dirname(o.out), `.${basename(o.out)}.${process.pid}.tmp${extname(o.out)}`);
   let what: string;
   let verify: () => unknown;
   if (has(ckpt.tensors, /^g_ema\./)) {
     const G = StyleGAN2.load(path); // the load path of every command: a file it refuses is refused here
     const mean = await G.meanLatent(o.meanSamples, o.seed);
     const gEma = under(ckpt.tensors, 'g_ema.', half);
-    write(o.out, { g_ema: gEma, latent_avg: { dtype: 'float32', shape: [mean.length], data: mean } });
+    saveTorch(tmp, { g_ema: gEma, latent_avg: { dtype: 'float32', shape: [mean.length], data: mean } });
     what = `${G.config.size}² generator (g_ema, ${gEma.size} tensors, and latent_avg from ${o.meanSamples} samples, seed ${o.seed})`;
-    verify = () => StyleGAN2.load(o.out);
+    verify = () => StyleGAN2.load(tmp);
   } else if (has(ckpt.tensors, /^(state_dict\.)?visual\./)) {
     const prefix = has(ckpt.tensors, /^state_dict\.visual\./) ? 'state_dict.' : '';
     const sd = under(ckpt.tensors, prefix, half);
     for (const k of sd.keys()) if (k.startsWith('optimizer.') || k.startsWith('train_state.')) sd.delete(k);
-    write(o.out, sd);
+    saveTorch(tmp, sd);
     what = `CLIP (${sd.size} tensors)`;
-    verify = () => loadClip(o.out);
+    verify = () => loadClip(tmp);
   } else if (has(ckpt.tensors, /^state_dict\.mapper\./)) {
     const value = ckpt.value as { opts?: unknown };
     const mapper = new Map<string, Tensor>();
     for (const [k, t] of under(ckpt.tensors, 'state_dict.mapper.', half)) mapper.set(`mapper.${k}`, t);
-    write(o.out, { state_dict: mapper, opts: value.opts ?? {} });
+    saveTorch(tmp, { state_dict: mapper, opts: value.opts ?? {} });
     what = `mapper (${mapper.size} tensors)`;
-    verify = () => loadMapper(o.out);
+    verify = () => loadMapper(tmp);
   } else
     throw new UserError(
       `${path} is not a training checkpoint this command knows: it has no g_ema (train gan), no ` +
@@ -87,27 +90,27 @@ async function exportRun(file: string, opts: unknown): Promise<void> {
   try {
     verify();
   } catch (e) {
-    rmSync(o.out, { force: true });
+    rmSync(tmp, { force: true });
     throw new UserError(
-      `the exported file did not load back (${(e as Error).message}); nothing was written`,
+      `the exported file did not load back (${(e as Error).message}); ${o.out} was left as it was`,
       1,
     );
   }
+  if (existsSync(o.out)) process.stderr.write(`styleclip: replacing ${o.out}\n`);
+  renameSync(tmp, o.out);
   process.stderr.write(`styleclip: wrote ${o.out}: ${what}${half ? ', weights in float16' : ''}\n`);
-}
-
-function write(out: string, value: unknown): void {
-  if (existsSync(out)) process.stderr.write(`styleclip: replacing ${out}\n`);
-  saveTorch(out, value);
 }
 
 export function trainExportCommand(): Command {
   return new CliCommand('export')
     .description(
-      "write a training checkpoint's g_ema and mean latent as a generator file every command loads",
+      'write what a training run ships: a generator (g_ema + mean latent), a CLIP or a mapper, without optimizer state',
     )
-    .argument('<checkpoint>', 'a checkpoint of styleclip train gan (or of rosinality train.py)')
-    .option('--out <file>', 'the generator file to write (g_ema + latent_avg)')
+    .argument(
+      '<checkpoint>',
+      'a checkpoint of styleclip train gan|clip or mapper train (or of rosinality train.py)',
+    )
+    .option('--out <file>', 'the file to write')
     .option('--half', 'store the weights in float16 (half the size; loaders widen them)')
     .option('--mean-samples <n>', 'z samples for the mean latent', '4096')
     .option('--seed <n>', 'seed of those samples', '0')

@@ -1,4 +1,4 @@
-/** `styleclip train gan|clip|export`: the trainers, each in its own file, and the generator export. */
+/** `styleclip train gan|clip|export`: the trainers, each in its own file, and what a run ships. */
 import { Command } from 'commander';
 import { trainClipCommand } from './train-clip.js';
 import { trainExportCommand } from './train-export.js';
