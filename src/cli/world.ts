@@ -24,7 +24,7 @@ import {
 import { caption } from '../world/captions.js';
 import { AttributeClassifier } from '../world/classifier.js';
 import { fidSettings, WorldFidError, worldFid } from '../world/fid.js';
-import { missingModelMessage, worldModelPath } from '../world/models.js';
+import { missingModelMessage, resolveModel, worldModelPath } from '../world/models.js';
 import { renderFaces, toSignedNCHW } from '../world/render.js';
 import { evaluateClassifier, trainClassifier } from '../world/train-classifier.js';
 import {
@@ -248,7 +248,7 @@ const FidFlags = z.object({
 
 /** A model flag's file, else the world's model of that kind, else a message saying how to get one. */
 function modelFile(given: string | undefined, kind: 'generator' | 'clip'): string {
-  const file = given ?? worldModelPath(kind);
+  const file = resolveModel(given, kind);
   if (!file) throw new UserError(missingModelMessage(kind, `--${kind}`));
   return file;
 }

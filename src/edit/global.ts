@@ -386,13 +386,14 @@ export function pickCodes(codes: StyleCodes, dims: readonly number[], index: num
   return codes.map((s, i) => s.slice(index * dims[i], (index + 1) * dims[i]));
 }
 
-/**
- * One global-direction edit, end to end, for callers that hold the models: Δt from the texts (cached per
- * text pair), the boundary, and the rendered images of the codes moved by each α.
- */
 /** Text directions a GlobalEditor keeps (2 KB each for ViT-B/32): a long-running server sees endless prompts. */
 export const DIRECTION_CACHE_SIZE = 1024;
 
+/**
+ * One global-direction edit, end to end, for callers that hold the models: Δt from the texts (cached per
+ * text pair, the most recent DIRECTION_CACHE_SIZE), the boundary, and the rendered images of the codes moved
+ * by each α.
+ */
 export class GlobalEditor {
   /** Δt per (target, neutral), least recently used first (a Map keeps insertion order). */
   private readonly dtCache = new Map<string, Float32Array>();

@@ -22,19 +22,17 @@ import {
   wplusFromSeed,
 } from '../edit/global.js';
 import { loadFs3 } from '../edit/global-io.js';
-import { clipResample } from '../edit/losses.js';
 import { MapperApplier } from '../edit/mapper/apply.js';
 import { loadMapper } from '../edit/mapper/checkpoint.js';
 import { LatentOptimizer, promptFeatures, runOptimization } from '../edit/optimize.js';
 import { cachedStyleStats } from '../edit/stats-cache.js';
-import { Graph } from '../graph/graph.js';
 import { ClipEncoder } from '../models/clip/encoder.js';
 import { loadClip } from '../models/clip/load.js';
 import type { ClipModel } from '../models/clip/model.js';
 import { StyleGAN2 } from '../models/stylegan2/index.js';
-import { compile, type Executable } from '../runtime/session.js';
 import { FAMILY_NAMES, type Family, type Labels } from './attributes.js';
 import { AttributeClassifier } from './classifier.js';
+import { ClipImageFeatures } from './fid.js';
 import { mapperSlug, WORLD_FILES, worldDir } from './models.js';
 
 export type Method = 'global' | 'mapper' | 'optimization';
@@ -196,7 +194,8 @@ export interface PromptResult {
 
 /** The world's models, loaded once for all methods. */
 export class WorldBench {
-  private clipExe = new Map<number, Promise<Executable>>();
+  /** Image features as the CLIP loss computes them (no CLIP normalization), made on first use. */
+  private imageFeatures?: ClipImageFeatures;
   private textCache = new Map<string, Float32Array>();
   readonly encoder: ClipEncoder;
 
@@ -249,17 +248,8 @@ export class WorldBench {
 
   /** cos(E_img(image), E_txt(prompt)) for one generator image [1, 3, S, S], preprocessed as the CLIP loss does. */
   async clipScore(image: Float32Array, prompt: string): Promise<number> {
-    const S = this.G.config.size;
-    let exe = this.clipExe.get(S);
-    if (!exe) {
-      const g = new Graph();
-      const x = g.input('image', [1, 3, S, S]);
-      const features = this.clip.encodeImage(clipResample(x, this.clip.config.imageResolution));
-      exe = compile({ features });
-      this.clipExe.set(S, exe);
-    }
-    const f = (await (await exe).run({ image: { shape: [1, 3, S, S], data: image } })).features
-      .data as Float32Array;
+    this.imageFeatures ??= new ClipImageFeatures(this.clip, this.G.config.size, false);
+    const f = await this.imageFeatures.run(image, 1);
     const t = await this.textFeatures(prompt);
     let dot = 0;
     let nf = 0;
