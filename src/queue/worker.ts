@@ -87,6 +87,7 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
       throw new UnrecoverableError((e as Error).message);
     }
     active.set(job.id!, `${job.id}`);
+    void beat(); // --status shows what runs now, not what ran at the last heartbeat
     const t0 = performance.now();
     log(
       `worker ${id}: job ${job.id} started: ${data.kind === 'fs3' ? `layer ${data.layer}, channels ${data.start}–${data.end - 1}` : `"${data.prompt}"`}`,
@@ -138,6 +139,7 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
       throw e;
     } finally {
       active.delete(job.id!);
+      void beat();
     }
   };
 
