@@ -36,7 +36,8 @@ export function chooseFace(faces: readonly Face[], opts: AlignOptions = {}): Fac
   if (faces.length === 0)
     throw new ImageError(
       'no face found in the photo; use a photo with one face, seen roughly from the front, at least ' +
-        `${opts.minFace ?? MIN_FACE} pixels wide`,
+        `${opts.minFace ?? MIN_FACE} pixels wide (an image that already is the generator's crop, such as a world face, ` +
+        'needs no alignment: leave it off)',
     );
   let face: Face;
   if (opts.face !== undefined) {

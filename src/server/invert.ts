@@ -24,8 +24,8 @@ export const PhotoRequest = z.strictObject({
     .string()
     .min(1)
     .max(Math.ceil((PHOTO_BYTES * 4) / 3) + 4, `the photo exceeds ${PHOTO_BYTES} bytes`),
-  /** Detect and FFHQ-align the face (default); off: the centre square is used as it is. */
-  align: z.boolean().default(true),
+  /** Detect and FFHQ-align the face; off: the centre square is used as it is. Default: /api/info's photoAlign. */
+  align: z.boolean().optional(),
   /** Which face, 1 = leftmost, when the photo has several. */
   face: z.number().int().min(1).max(100).optional(),
   /** Optimization steps after the encoder (or from the mean latent without one). */
@@ -83,7 +83,7 @@ export async function invertPhotoJob(
       clip: studio.models.clip,
       arcface: studio.models.arcface ?? undefined,
       encoder: photoEncoder() ?? undefined,
-      align: r.align,
+      align: r.align ?? studio.info().photoAlign,
       face: r.face,
       invert: { steps },
       engine: (fn) => studio.lane.run('background', fn),

@@ -8,7 +8,7 @@
  */
 import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { basename, extname, join } from 'node:path';
+import { basename, extname, join, resolve } from 'node:path';
 import sharp from 'sharp';
 import {
   type Boundary,
@@ -36,6 +36,7 @@ import { StyleGAN2, seededZ } from '../models/stylegan2/generator.js';
 import { type LatentSet, readLatents } from '../models/stylegan2/latents.js';
 import { loadGenerator } from '../models/stylegan2/load.js';
 import { type GeneratorWeights, makeConfig } from '../models/stylegan2/weights.js';
+import { worldModelPath } from '../world/models.js';
 import type { JobContext } from './jobs.js';
 import { EngineLane } from './lane.js';
 import type { GlobalEditRequest, MapperApplyRequest, OptimizeRequest } from './schema.js';
@@ -62,6 +63,8 @@ export interface StudioModels {
   mappers?: Map<string, MapperWeights>;
   /** Gallery latents, W+ [N, L, D]. */
   latents?: LatentSet | null;
+  /** Whether photo uploads are FFHQ-aligned unless the request says (default true). */
+  photoAlign?: boolean;
 }
 
 export interface StudioOptions {
@@ -133,7 +136,11 @@ export function loadModels(files: FileOptions, log: (s: string) => void = () => 
   const latents = files.latents
     ? readLatents(files.latents, generator.config.nLatent, generator.config.styleDim)
     : null;
-  return { generator, clip, fs3, stats, arcface, mappers, latents };
+  // The world's cartoon faces are not photos (face-api finds no face in them): with the world generator an
+  // upload is used as it is unless the request asks for alignment.
+  const world = worldModelPath('generator');
+  const photoAlign = !(world && resolve(files.generator) === resolve(world));
+  return { generator, clip, fs3, stats, arcface, mappers, latents, photoAlign };
 }
 
 /**
@@ -213,7 +220,7 @@ export class Studio {
       global: Boolean(this.models.fs3),
       arcface: Boolean(this.models.arcface),
       mappers: [...(this.models.mappers?.keys() ?? [])],
-      inversion: false,
+      photoAlign: this.models.photoAlign ?? true,
     };
   }
 

@@ -85,6 +85,8 @@ describe('styleclip serve in Chromium', { skip }, () => {
     await page.waitForSelector('body[data-ready="true"]');
     assert.equal(await page.locator('#gallery .thumb').count(), 6);
     assert.match((await page.locator('.note').textContent()) ?? '', /or a photo of a face/);
+    // /api/info's photoAlign (a fixture generator, not the world's): photos are aligned.
+    assert.equal(await page.locator('#photo-align').isChecked(), true);
 
     await page.locator('#gallery .thumb').nth(2).click();
     await waitText('status', /^seed:2$/);

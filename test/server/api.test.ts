@@ -27,7 +27,7 @@ describe('styleclip serve API', () => {
     assert.equal(info.generator.size, 64);
     assert.deepEqual(info.mappers, ['mapper']);
     assert.equal(info.global, true);
-    assert.equal(info.inversion, false);
+    assert.equal(info.photoAlign, true); // a fixture generator, not the world's
     assert.equal(info.device, 'cpu');
     const g = await (await fetch(`${base}/gallery`)).json();
     assert.equal(g.images.length, 6);

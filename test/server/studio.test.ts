@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { readNpyF32 } from '../../src/io/npy.js';
 import { StyleGAN2 } from '../../src/models/stylegan2/index.js';
@@ -54,4 +57,21 @@ test('seed images follow the official sampling (ψ 0.7 on the first 8 rows)', as
     for (let d = 0; d < 512; d++) want[r * 512 + d] = r < 8 ? avg[d] + 0.7 * (w[d] - avg[d]) : w[d];
   assertClose(a, want, { rtol: 1e-6, atol: 1e-6, what: 'seed:5 W+' });
   assert.notDeepEqual(a.slice(0, 512), a.slice(9 * 512));
+});
+
+test('photo uploads are aligned by default, except with the world generator (its faces are not photos)', () => {
+  const files = { generator: FIXTURE_FILES.generator, clip: FIXTURE_FILES.clip };
+  assert.equal(new Studio(loadModels(files)).info().photoAlign, true);
+  const world = mkdtempSync(join(tmpdir(), 'styleclip-world-'));
+  const saved = process.env.STYLECLIP_WORLD;
+  try {
+    copyFileSync(FIXTURE_FILES.generator, join(world, 'generator.pt'));
+    process.env.STYLECLIP_WORLD = world;
+    const models = loadModels({ ...files, generator: join(world, 'generator.pt') });
+    assert.equal(new Studio(models).info().photoAlign, false);
+  } finally {
+    if (saved === undefined) delete process.env.STYLECLIP_WORLD;
+    else process.env.STYLECLIP_WORLD = saved;
+    rmSync(world, { recursive: true, force: true });
+  }
 });

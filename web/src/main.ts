@@ -16,6 +16,7 @@ interface Info {
   global: boolean;
   arcface: boolean;
   mappers: string[];
+  photoAlign: boolean;
   limits: { textChars: number; steps: number; uploadBytes: number };
 }
 interface EditAnswer {
@@ -232,7 +233,13 @@ $<HTMLInputElement>('upload').addEventListener('change', async (ev) => {
   }
 });
 
-initPhotoUpload($<HTMLInputElement>('photo'), { api, addThumb, select, setStatus, setAfter });
+initPhotoUpload($<HTMLInputElement>('photo'), $<HTMLInputElement>('photo-align'), {
+  api,
+  addThumb,
+  select,
+  setStatus,
+  setAfter,
+});
 
 // --- tabs ---------------------------------------------------------------------------------------------
 
@@ -472,6 +479,7 @@ async function start(): Promise<void> {
   if (!info.mappers.length)
     showMessage('mapper-msg', 'Start the server with --mappers DIR to use mappers.', true);
   $<HTMLInputElement>('idl').disabled = !info.arcface;
+  $<HTMLInputElement>('photo-align').checked = info.photoAlign;
   $<HTMLInputElement>('steps').max = String(info.limits.steps);
   await loadGallery();
   document.body.dataset.ready = 'true';

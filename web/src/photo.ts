@@ -38,7 +38,7 @@ const STAGES: Record<string, string> = {
   render: 'rendering',
 };
 
-export function initPhotoUpload(input: HTMLInputElement, d: PhotoDeps): void {
+export function initPhotoUpload(input: HTMLInputElement, align: HTMLInputElement, d: PhotoDeps): void {
   input.addEventListener('change', async () => {
     const file = input.files?.[0];
     input.value = '';
@@ -53,7 +53,11 @@ export function initPhotoUpload(input: HTMLInputElement, d: PhotoDeps): void {
       let bin = '';
       for (let i = 0; i < bytes.length; i += 0x8000)
         bin += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-      const job = await d.api<{ id: string }>('/api/jobs/invert', { name: file.name, data: btoa(bin) });
+      const job = await d.api<{ id: string }>('/api/jobs/invert', {
+        name: file.name,
+        data: btoa(bin),
+        align: align.checked,
+      });
       const source = new EventSource(`/api/jobs/${job.id}/events`);
       const on = (type: string, fn: (e: PhotoEvent) => void) =>
         source.addEventListener(type, (m) => fn(JSON.parse((m as MessageEvent).data) as PhotoEvent));
