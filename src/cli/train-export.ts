@@ -21,12 +21,14 @@ import { float32ToHalf, type Tensor } from '../io/tensor.js';
 import { loadTorch } from '../io/torch.js';
 import { saveTorch } from '../io/torch-write.js';
 import { loadClip } from '../models/clip/load.js';
+import { clipNormalizationTensor, INPUT_NORMALIZATION_KEY } from '../models/clip/model.js';
 import { StyleGAN2 } from '../models/stylegan2/generator.js';
 import { CliCommand, inputFile, int, parseFlags, UserError } from './common.js';
 
 const schema = z.object({
   out: z.string({ error: 'is required (the file to write)' }).min(1),
   half: z.boolean().optional(),
+  normalizedInput: z.boolean().optional(),
   meanSamples: int('--mean-samples').pipe(z.number().min(1)),
   seed: int('--seed'),
 });
@@ -56,6 +58,11 @@ async function exportRun(file: string, opts: unknown): Promise<void> {
   const path = checked.data;
   const ckpt = loadTorch(path, { widen: false });
   const half = o.half === true;
+  if (o.normalizedInput && !has(ckpt.tensors, /^(state_dict\.)?visual\./))
+    throw new UserError(
+      '--normalized-input marks a CLIP; this checkpoint holds no CLIP (no visual.* tensors)',
+      2,
+    );
   // Written beside the output and loaded back there, so a file that would not load never replaces one that does.
   const tmp = join(dirname(o.out), `.${basename(o.out)}.${process.pid}.tmp${extname(o.out)}`);
   let what: string;
@@ -71,6 +78,7 @@ async function exportRun(file: string, opts: unknown): Promise<void> {
     const prefix = has(ckpt.tensors, /^state_dict\.visual\./) ? 'state_dict.' : '';
     const sd = under(ckpt.tensors, prefix, half);
     for (const k of sd.keys()) if (k.startsWith('optimizer.') || k.startsWith('train_state.')) sd.delete(k);
+    if (o.normalizedInput) sd.set(INPUT_NORMALIZATION_KEY, clipNormalizationTensor());
     saveTorch(tmp, sd);
     what = `CLIP (${sd.size} tensors)`;
     verify = () => loadClip(tmp);
@@ -112,6 +120,10 @@ export function trainExportCommand(): Command {
     )
     .option('--out <file>', 'the file to write')
     .option('--half', 'store the weights in float16 (half the size; loaders widen them)')
+    .option(
+      '--normalized-input',
+      "mark a CLIP as trained on CLIP-normalized pixels (train clip's own files carry the mark): the CLIP loss then normalizes images for it",
+    )
     .option('--mean-samples <n>', 'z samples for the mean latent', '4096')
     .option('--seed <n>', 'seed of those samples', '0')
     .action(exportRun);

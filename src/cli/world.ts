@@ -239,7 +239,6 @@ const FidFlags = z.object({
   batch: int('--batch')
     .refine((n) => n >= 1 && n <= 1024, { message: 'must be in [1, 1024]' })
     .default(64),
-  normalize: z.boolean().default(true),
   json: z.boolean().default(false),
   threads: int('--threads')
     .refine((n) => n >= 1, { message: 'must be at least 1' })
@@ -367,7 +366,6 @@ export function worldCommand(): Command {
     .option('--truncation <psi>', 'truncation towards the mean latent, 1 = none', '1')
     .option('--data-seed <n>', 'dataset image i is the held-out world face 2,000,000,000 + n + i', '0')
     .option('--batch <n>', 'images per generator / CLIP call', '64')
-    .option('--no-normalize', "feed CLIP [-1, 1] images as the CLIP loss does, without CLIP's mean/std")
     .option('--json', 'print the result as one JSON object')
     .option('--threads <n>', 'ONNX Runtime threads')
     .action(async (raw: Record<string, unknown>) => {

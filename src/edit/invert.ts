@@ -6,7 +6,7 @@
  *
  * over w ∈ W (one w on every layer) or W+, and optionally over the noise maps n_i. The perceptual term is
  * CLIP's image embedding (LPIPS's VGG weights are not something this project can obtain); both images go
- * to CLIP through StyleCLIP's resample to the CLIP's input resolution (losses.ts clipResample). R is
+ * to CLIP through StyleCLIP's resample to the CLIP's input resolution (losses.ts clipInput, with the CLIP's own pixel normalization when it has one). R is
  * StyleGAN2's noise regularization: the squared autocorrelation at one pixel shift, horizontally and
  * vertically, at every scale down to 8×8; after each step the maps are renormalized to zero mean and unit
  * variance. The projector also feeds G a latent with Gaussian noise of strength σ_w·k·max(0, 1 − t/0.75)²
@@ -26,7 +26,7 @@ import { mean, sum } from '../ops/reduce.js';
 import { concat, reshape, slice } from '../ops/shape.js';
 import { compile, type Executable, type HostTensor } from '../runtime/session.js';
 import { RandomState } from '../util/random.js';
-import { clipResample } from './losses.js';
+import { clipInput } from './losses.js';
 import { Adam, type Param } from './optim.js';
 import { meanLatent } from './optimize.js';
 import { getLr } from './schedule.js';
@@ -110,9 +110,9 @@ export function noiseRegularize(noises: readonly Value[]): Value {
   return loss!;
 }
 
-/** CLIP image features [1, E] of an image through StyleCLIP's resample, L2-normalized. */
+/** CLIP image features [1, E] of an image as the CLIP loss sees it (clipInput), L2-normalized. */
 function clipImageFeatures(clip: ClipModel, image: Value): Value {
-  const f = clip.encodeImage(clipResample(image, clip.config.imageResolution));
+  const f = clip.encodeImage(clipInput(clip, image));
   return div(f, sqrt(sum(mul(f, f), 1, true)));
 }
 

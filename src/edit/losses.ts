@@ -14,7 +14,7 @@ import { Graph, ShapeError, type Value } from '../graph/graph.js';
 import type { ArcFaceModel } from '../models/arcface/model.js';
 import type { ClipModel } from '../models/clip/model.js';
 import { adaptiveAvgPool2d } from '../ops/composite/nn.js';
-import { mul, sub } from '../ops/elementwise.js';
+import { add, mul, sub } from '../ops/elementwise.js';
 import { matmul } from '../ops/matmul.js';
 import { mean, sum } from '../ops/reduce.js';
 import { slice, stopGradient } from '../ops/shape.js';
@@ -73,12 +73,35 @@ function transpose2d(a: Float32Array, rows: number, cols: number): Float32Array 
 }
 
 /**
+ * A generator image [B, 3, S, S] in [-1, 1] as the CLIP loss shows it to `clip`: `clipResample` to its
+ * resolution, then its own pixel normalization when the file carries one (ClipModel.inputNormalization: a
+ * CLIP trained here); OpenAI's CLIP gets the [-1, 1] pixels as StyleCLIP's CLIPLoss gives them.
+ */
+export function clipInput(clip: ClipModel, image: Value): Value {
+  const x = clipResample(image, clip.config.imageResolution); // [B, 3, r, r]
+  const n = clip.inputNormalization;
+  if (!n) return x;
+  // ((x + 1) / 2 − mean) / std per channel = x · scale + shift
+  const g = x.graph;
+  const scale = g.const(
+    Float32Array.from(n.std, (s) => 1 / (2 * s)),
+    [1, 3, 1, 1],
+    'clip_input.scale',
+  );
+  const shift = g.const(
+    Float32Array.from(n.std, (s, c) => (0.5 - n.mean[c]) / s),
+    [1, 3, 1, 1],
+    'clip_input.shift',
+  );
+  return add(mul(x, scale), shift);
+}
+
+/**
  * CLIPLoss(image, text): 1 − logits_per_image / 100, [B, T]. `textFeatures` [T, E] are encode_text
  * outputs (normalized or not: the logits normalize them); usually a constant of the graph.
  */
 export function clipLoss(clip: ClipModel, image: Value, textFeatures: Value): Value {
-  const x = clipResample(image, clip.config.imageResolution); // [B, 3, r, r]
-  const logits = clip.logitsPerImage(clip.encodeImage(x), textFeatures);
+  const logits = clip.logitsPerImage(clip.encodeImage(clipInput(clip, image)), textFeatures);
   return sub(1, mul(logits, 1 / 100));
 }
 

@@ -18,7 +18,12 @@ import { type Tensor, toFloat32 } from '../io/tensor.js';
 import { loadTorch } from '../io/torch.js';
 import { saveTorch } from '../io/torch-write.js';
 import { openAIToHF } from '../models/clip/hf.js';
-import type { ClipConfig, ClipModel } from '../models/clip/model.js';
+import {
+  type ClipConfig,
+  type ClipModel,
+  clipNormalizationTensor,
+  INPUT_NORMALIZATION_KEY,
+} from '../models/clip/model.js';
 import { tokenize } from '../models/clip/tokenizer.js';
 import type { ClipDataset, ClipSample } from './clip-data.js';
 import { AdamW, warmupCosineLr } from './clip-optim.js';
@@ -285,12 +290,15 @@ export class ClipTrainer {
   /** The weights as an OpenAI-layout state dict (float32 copies). */
   stateDict(): Map<string, Tensor> {
     this.current();
-    return new Map(
+    const sd = new Map<string, Tensor>(
       this.params.map((p) => [
         p.name,
         { dtype: 'float32', shape: [...p.shape], data: Float32Array.from(p.data) },
       ]),
     );
+    // Every dataset here feeds CLIP-normalized pixels; the mark makes the CLIP loss feed them so too.
+    sd.set(INPUT_NORMALIZATION_KEY, clipNormalizationTensor());
+    return sd;
   }
 
   private trainState(): TrainState {

@@ -8,20 +8,17 @@
  *   (the dataset faces are 8-bit too, so neither side has precision the other lacks).
  * - Dataset image i: the world face of seed WORLD_HELD_OUT_BASE + dataSeed + i (2,000,000,000 + …, the CLIP
  *   trainer's held-out range, far from the GAN's training seeds 0 …), drawn at the generator's size.
- * - Both as the CLIP loss sees a generator image: `clipResample` to the CLIP's resolution; then CLIP's
- *   mean/std normalization of [-1, 1] images (`normalizeSigned`, as the CLIP trainer feeds world faces) unless
- *   `normalize` is false (the CLIP loss itself, like the reference, feeds [-1, 1] unnormalized). The
- *   normalization is per channel affine and the resample averages, so normalizing first is the same map.
+ * - Both as the CLIP loss sees a generator image (`clipInput`): resampled to the CLIP's resolution, then
+ *   normalized with CLIP's mean/std when the CLIP file asks for it (the world's does: it was trained so).
  * - Features: the raw `encode_image` embedding (not L2-normalized), as FID uses raw pooled features.
  * - Distance: src/util/frechet.ts, float64, covariances divided by n − 1.
  */
-import { clipResample } from '../edit/losses.js';
+import { clipInput } from '../edit/losses.js';
 import { Graph } from '../graph/graph.js';
 import { toUint8 } from '../io/image.js';
 import type { ClipModel } from '../models/clip/model.js';
 import { type StyleGAN2, seededZ } from '../models/stylegan2/index.js';
 import { compile, type Executable } from '../runtime/session.js';
-import { normalizeSigned } from '../train/clip-data.js';
 import { type FrechetResult, frechetDistanceOfFeatures } from '../util/frechet.js';
 import { RandomState } from '../util/random.js';
 import { WORLD_HELD_OUT_BASE, WorldImages } from './dataset.js';
@@ -38,8 +35,6 @@ export interface WorldFidOptions {
   dataSeed?: number;
   /** Images per generator / CLIP call (default 64). */
   batch?: number;
-  /** CLIP's mean/std normalization of the images (default true). */
-  normalize?: boolean;
   /** Called after each batch, with images done out of 2·count. */
   onProgress?: (done: number, total: number) => void;
 }
@@ -52,7 +47,6 @@ export interface WorldFidResult extends FrechetResult {
   truncation: number;
   /** World seeds of the dataset images: [first, last]. */
   dataSeeds: [number, number];
-  normalize: boolean;
   /** Generator image side. */
   size: number;
   /** CLIP input side (images are resampled to it). */
@@ -80,7 +74,6 @@ export function fidSettings(o: WorldFidOptions = {}): Required<Omit<WorldFidOpti
     truncation: o.truncation ?? 1,
     dataSeed: o.dataSeed ?? 0,
     batch: o.batch ?? 64,
-    normalize: o.normalize ?? true,
   };
   if (!Number.isInteger(s.count) || s.count < 2)
     throw new WorldFidError(`count must be a whole number ≥ 2 (a covariance needs 2 images), got ${s.count}`);
@@ -104,7 +97,6 @@ export class ClipImageFeatures {
   constructor(
     readonly clip: ClipModel,
     readonly size: number,
-    readonly normalize = true,
   ) {}
 
   private session(b: number): Promise<Executable> {
@@ -112,17 +104,16 @@ export class ClipImageFeatures {
     if (!s) {
       const g = new Graph();
       const x = g.input('image', [b, 3, this.size, this.size]);
-      s = compile({ features: this.clip.encodeImage(clipResample(x, this.clip.config.imageResolution)) });
+      s = compile({ features: this.clip.encodeImage(clipInput(this.clip, x)) });
       this.sessions.set(b, s);
     }
     return s;
   }
 
-  /** `images` [b, 3, S, S] in [-1, 1] (normalized in place when `normalize`) → raw embeddings [b, E]. */
+  /** `images` [b, 3, S, S] in [-1, 1] → raw embeddings [b, E]. */
   async run(images: Float32Array, b: number): Promise<Float32Array> {
     const per = 3 * this.size * this.size;
     if (images.length !== b * per) throw new WorldFidError(`expected ${b} images of ${per} values`);
-    if (this.normalize) for (let i = 0; i < b; i++) normalizeSigned(images.subarray(i * per, (i + 1) * per));
     const exe = await this.session(b);
     const out = await exe.run({ image: { shape: [b, 3, this.size, this.size], data: images } });
     return out.features.data as Float32Array;
@@ -196,7 +187,7 @@ export async function worldFid(
   const S = G.config.size;
   const r = clip.config.imageResolution;
   const t0 = performance.now();
-  const enc = new ClipImageFeatures(clip, S, o.normalize);
+  const enc = new ClipImageFeatures(clip, S);
   let done = 0;
   const progress = (b: number) => {
     done += b;
@@ -229,7 +220,6 @@ export async function worldFid(
     seed: o.seed,
     truncation: o.truncation,
     dataSeeds: [world.base, world.base + o.count - 1],
-    normalize: o.normalize,
     size: S,
     clipResolution: r,
     featureDim: e,

@@ -248,7 +248,7 @@ export class WorldBench {
 
   /** cos(E_img(image), E_txt(prompt)) for one generator image [1, 3, S, S], preprocessed as the CLIP loss does. */
   async clipScore(image: Float32Array, prompt: string): Promise<number> {
-    this.imageFeatures ??= new ClipImageFeatures(this.clip, this.G.config.size, false);
+    this.imageFeatures ??= new ClipImageFeatures(this.clip, this.G.config.size);
     const f = await this.imageFeatures.run(image, 1);
     const t = await this.textFeatures(prompt);
     let dot = 0;

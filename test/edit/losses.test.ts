@@ -2,16 +2,26 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { before, describe, test } from 'node:test';
 import { grad } from '../../src/autodiff/grad.js';
-import { ClipLossFunction, clipResample, IdLossFunction, idFeatures, idLoss } from '../../src/edit/losses.js';
+import {
+  ClipLossFunction,
+  clipInput,
+  clipLoss,
+  clipResample,
+  IdLossFunction,
+  idFeatures,
+  idLoss,
+} from '../../src/edit/losses.js';
 import { Graph } from '../../src/graph/graph.js';
 import { parseNpy } from '../../src/io/npy.js';
 import { loadArcFace } from '../../src/models/arcface/load.js';
 import { ClipEncoder } from '../../src/models/clip/encoder.js';
-import { loadClip } from '../../src/models/clip/load.js';
+import { loadClip, loadClipStateDict } from '../../src/models/clip/load.js';
+import { ClipModel, clipNormalizationTensor, INPUT_NORMALIZATION_KEY } from '../../src/models/clip/model.js';
 import { mul } from '../../src/ops/elementwise.js';
 import { avgPool2d, upsampleNearest } from '../../src/ops/pool.js';
 import { sum } from '../../src/ops/reduce.js';
 import { compile, type HostTensor } from '../../src/runtime/session.js';
+import { normalizeSigned } from '../../src/train/clip-data.js';
 import { assertClose } from '../helpers.js';
 
 const fx = (p: string) => new URL(`../fixtures/${p}`, import.meta.url);
@@ -79,6 +89,70 @@ describe('StyleCLIP CLIP loss', () => {
       atol: 1e-6,
       what: 'pool 4',
     });
+  });
+});
+
+describe('CLIP input: the pixel normalization a CLIP file asks for', () => {
+  const sd = loadClipStateDict(fx('clip/clip.pt').pathname).tensors;
+  const plain = ClipModel.fromStateDict(sd);
+  const marked = ClipModel.fromStateDict(
+    new Map([...sd, [INPUT_NORMALIZATION_KEY, clipNormalizationTensor()]]),
+  );
+
+  test("unmarked (OpenAI's files): [-1, 1] as it is; marked (train clip's): CLIP's mean/std, loss included", async () => {
+    assert.equal(plain.inputNormalization, null);
+    assert.deepEqual(
+      marked.inputNormalization?.std.map((v) => +v.toFixed(6)),
+      [0.26863, 0.261303, 0.275777],
+    );
+    const g = new Graph();
+    const x = g.input('x', SHAPE);
+    const text = await new ClipEncoder(plain).encodeTexts(['a face with purple hair']);
+    const t = g.const(text, [1, text.length], 'text');
+    const ex = await compile(
+      {
+        resampled: clipResample(x),
+        raw: clipInput(plain, x),
+        norm: clipInput(marked, x),
+        lossMarked: clipLoss(marked, x, t),
+        lossPlain: clipLoss(plain, x, t),
+      },
+      { inputs: [x] },
+    );
+    const o = await ex.run({ x: { shape: SHAPE, data: f32('stylegan2/img_from_w.npy') } });
+    const resampled = o.resampled.data as Float32Array; // [2, 3, 224, 224]
+    assert.deepEqual(o.raw.data, resampled);
+    const expected = Float32Array.from(resampled);
+    const per = expected.length / 2;
+    for (let b = 0; b < 2; b++) normalizeSigned(expected.subarray(b * per, (b + 1) * per));
+    assertClose(o.norm.data as Float32Array, expected, { what: 'normalized' });
+    // the marked model's loss on x is the plain model's loss on the normalized 224² image
+    const g2 = new Graph();
+    const y = g2.input('y', [2, 3, 224, 224]);
+    const ex2 = await compile(
+      { l: clipLoss(plain, y, g2.const(text, [1, text.length], 'text')) },
+      { inputs: [y] },
+    );
+    const l = (await ex2.run({ y: { shape: [2, 3, 224, 224], data: expected } })).l.data as Float32Array;
+    assertClose(o.lossMarked.data as Float32Array, l, { what: 'loss (marked)' });
+    assert.ok(
+      Math.abs((o.lossMarked.data as Float32Array)[0] - (o.lossPlain.data as Float32Array)[0]) > 1e-4,
+    );
+  });
+
+  test('a malformed mark is refused with its name', () => {
+    const bad = (data: number[], shape: number[]) =>
+      ClipModel.fromStateDict(
+        new Map([
+          ...sd,
+          [INPUT_NORMALIZATION_KEY, { dtype: 'float32', shape, data: Float32Array.from(data) }],
+        ]),
+      );
+    assert.throws(
+      () => bad([0.5, 0.5, 0.5], [3]),
+      /"input_normalization" has shape \[3\], expected \[2, 3\]/,
+    );
+    assert.throws(() => bad([0.5, 0.5, 0.5, 0.2, 0, 0.2], [2, 3]), /positive stds/);
   });
 });
 

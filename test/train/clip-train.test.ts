@@ -128,6 +128,8 @@ describe('CLIP trainer (tiny model)', () => {
     for (const file of ['clip.pt', 'model.safetensors']) {
       const m = loadClip(join(dir, 'save', file));
       assert.deepEqual(m.config, clipConfig(ARCH), file);
+      // trained on CLIP-normalized pixels, and marked so (the HF layout has no place for the mark)
+      if (file === 'clip.pt') assert.ok(m.inputNormalization, 'clip.pt carries input_normalization');
       assert.deepEqual(m.tensor('visual.proj').data, t.params.find((p) => p.name === 'visual.proj')!.data);
     }
     await t.release();

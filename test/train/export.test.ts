@@ -68,6 +68,19 @@ test('train export of a CLIP and of a mapper: float16 files that load and comput
   const texts = ['a face with purple hair', 'a smiling face'];
   // the fixture is float16 already, so its float16 copy computes the same features
   assertClose(await b.encodeTexts(texts), await a.encodeTexts(texts), { rtol: 1e-6, what: 'text features' });
+  assert.equal(b.model.inputNormalization, null, 'an OpenAI-layout file stays unmarked');
+  const marked = join(dir, 'clip-marked.pt');
+  const [mk, bad] = runCli([
+    ['train', 'export', clipOut, '--out', marked, '--normalized-input'],
+    ['train', 'export', fixture('mapper/mapper.pt'), '--out', join(dir, 'x.pt'), '--normalized-input'],
+  ]);
+  assert.equal(mk.code, 0, mk.stderr);
+  assert.deepEqual(
+    loadClip(marked).inputNormalization?.mean.map((v) => +v.toFixed(5)),
+    [0.48145, 0.45783, 0.40821],
+  );
+  assert.equal(bad.code, 2, bad.stderr);
+  assert.match(bad.stderr, /--normalized-input marks a CLIP; this checkpoint holds no CLIP/);
 
   assert.equal(m.code, 0, m.stderr);
   assert.match(m.stderr, /mapper \(\d+ tensors\), weights in float16/);

@@ -6,9 +6,9 @@
  * the reference bit for bit rather than only approximately.
  */
 import sharp from 'sharp';
+import { CLIP_MEAN, CLIP_STD } from './model.js';
 
-export const CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073] as const;
-export const CLIP_STD = [0.26862954, 0.26130258, 0.27577711] as const;
+export { CLIP_MEAN, CLIP_STD };
 export const CLIP_INPUT_SIZE = 224;
 
 /** Interleaved 8-bit RGB, row-major (HWC). */
