@@ -8,7 +8,7 @@ import { SingleBar } from 'cli-progress';
 import { Command, Option } from 'commander';
 import { z } from 'zod';
 import { DEVICE_HELP, DeviceError, parseDevice } from '../runtime/device.js';
-import { setDevice } from '../runtime/session.js';
+import { defaultThreads, setDevice } from '../runtime/session.js';
 
 /** A mistake the user can fix (bad flag, missing file, wrong shape): printed without a stack trace. */
 export class UserError extends Error {
@@ -275,6 +275,12 @@ export function addDeviceOption(program: Command): void {
   for (const c of program.commands.flatMap(leaves))
     c.addOption(new Option('--device <name>', DEVICE_HELP).env('STYLECLIP_DEVICE'));
   program.hook('preAction', (_, action) => {
+    try {
+      defaultThreads(); // a bad STYLECLIP_THREADS is a mistake in the invocation too (exit 2), found up front
+    } catch (e) {
+      if (e instanceof DeviceError) throw new UserError(e.message);
+      throw e;
+    }
     const value = action.opts().device as string | undefined;
     if (value === undefined) return;
     const source = action.getOptionValueSource('device') === 'env' ? 'STYLECLIP_DEVICE' : '--device';

@@ -8,7 +8,13 @@ import ort from 'onnxruntime-node';
 import { type DType, Graph, type Value } from '../graph/graph.js';
 import { serialize } from '../onnx/writer.js';
 import { add } from '../ops/elementwise.js';
-import { type DeviceRequest, type ExecutionProvider, parseDevice, selectProvider } from './device.js';
+import {
+  DeviceError,
+  type DeviceRequest,
+  type ExecutionProvider,
+  parseDevice,
+  selectProvider,
+} from './device.js';
 
 export type { ExecutionProvider } from './device.js';
 
@@ -40,12 +46,25 @@ export interface RuntimeOptions {
   optimizedModelPath?: string;
 }
 
-let defaults: Omit<Required<RuntimeOptions>, 'provider' | 'profile' | 'optimizedModelPath'> & RuntimeOptions =
-  {
-    threads: availableParallelism(),
-    optimization: 'all',
-    arena: true,
-  };
+/** STYLECLIP_THREADS when set (e.g. 1 for each of several jobs sharing the cores), else every core. */
+export function defaultThreads(): number {
+  const env = process.env.STYLECLIP_THREADS?.trim();
+  if (!env) return availableParallelism();
+  const n = Number(env);
+  if (!Number.isInteger(n) || n < 1)
+    throw new DeviceError(
+      `STYLECLIP_THREADS "${env}": must be a whole number ≥ 1 (or unset: every core)`,
+      true,
+    );
+  return n;
+}
+
+// threads: undefined until configureRuntime sets it; then STYLECLIP_THREADS, read at the first session.
+let defaults: Omit<Required<RuntimeOptions>, 'provider' | 'profile' | 'optimizedModelPath' | 'threads'> &
+  RuntimeOptions = {
+  optimization: 'all',
+  arena: true,
+};
 export function configureRuntime(options: Partial<RuntimeOptions>): void {
   defaults = { ...defaults, ...options };
 }
@@ -224,7 +243,7 @@ export async function loadModel(
 ): Promise<Executable> {
   const provider = options.provider ?? (await activeProvider());
   const opts: SessionSettings = {
-    threads: options.threads ?? defaults.threads,
+    threads: options.threads ?? (defaults.threads ??= defaultThreads()),
     provider,
     optimization: options.optimization ?? defaults.optimization,
     arena: options.arena ?? defaults.arena,

@@ -165,6 +165,13 @@ test('every command takes --device; a bad name exits 2, a provider that cannot s
   assert.match(bad.stderr, /STYLECLIP_DEVICE "gpu": unknown device gpu/);
   // tokenize runs no graph, so it never starts a provider; embed does
   const args = ['embed', '--clip', 'test/fixtures/clip/clip.pt', '--text', 'a face'];
+  const [threads, one] = [
+    runMain(args, { STYLECLIP_THREADS: 'two' }),
+    runMain(args, { STYLECLIP_THREADS: '1' }),
+  ];
+  assert.equal(threads.code, 2);
+  assert.match(threads.stderr, /STYLECLIP_THREADS "two": must be a whole number ≥ 1/);
+  assert.equal(one.code, 0, one.stderr);
   const fail = runMain([...args, '--device', 'cuda'], { ONNXRUNTIME_NODE_INSTALL: '' });
   if (preflight('cuda') !== null) {
     assert.equal(fail.code, 1);
