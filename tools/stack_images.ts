@@ -1,26 +1,48 @@
 /**
- * `node --import tsx tools/stack_images.ts [--row] OUT IMG...`: the images one under the other (or side by side
- * with --row), on white, 2 px apart; for the README's pictures (tools/world_gallery.sh).
+ * `node --import tsx tools/stack_images.ts [--row] [--scale K] OUT IMG...`: the images one under the other (or
+ * side by side with --row), on white, 2 px apart, each enlarged K× with nearest neighbour first (64² world
+ * faces are tiny on a page); for the README's pictures (tools/world_gallery.sh).
  */
+import { parseArgs } from 'node:util';
 import sharp from 'sharp';
 
-const args = process.argv.slice(2);
-const row = args[0] === '--row';
-const [out, ...files] = row ? args.slice(1) : args;
-if (!out || files.length === 0) {
-  process.stderr.write('usage: stack_images.ts [--row] OUT IMG...\n');
+let parsed: ReturnType<typeof parse>;
+function parse() {
+  return parseArgs({
+    options: { row: { type: 'boolean', default: false }, scale: { type: 'string', default: '1' } },
+    allowPositionals: true,
+  });
+}
+try {
+  parsed = parse();
+} catch (e) {
+  parsed = { values: { row: false, scale: '' }, positionals: [] };
+  process.stderr.write(`${(e as Error).message}\n`);
+}
+const row = parsed.values.row === true;
+const scale = Number(parsed.values.scale);
+const [out, ...files] = parsed.positionals;
+if (!out || files.length === 0 || !Number.isInteger(scale) || scale < 1) {
+  process.stderr.write('usage: stack_images.ts [--row] [--scale K] OUT IMG...\n');
   process.exit(2);
 }
 const GAP = 2;
-const metas = await Promise.all(files.map((f) => sharp(f).metadata()));
-const widths = metas.map((m) => m.width ?? 0);
-const heights = metas.map((m) => m.height ?? 0);
-const width = row ? widths.reduce((a, b) => a + b, 0) + GAP * (files.length - 1) : Math.max(...widths);
-const height = row ? Math.max(...heights) : heights.reduce((a, b) => a + b, 0) + GAP * (files.length - 1);
+const inputs = await Promise.all(
+  files.map(async (f) => {
+    const m = await sharp(f).metadata();
+    const width = (m.width ?? 0) * scale;
+    const height = (m.height ?? 0) * scale;
+    const input = await sharp(f).resize(width, height, { kernel: 'nearest' }).png().toBuffer();
+    return { input, width, height };
+  }),
+);
+const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0) + GAP * (xs.length - 1);
+const width = row ? sum(inputs.map((i) => i.width)) : Math.max(...inputs.map((i) => i.width));
+const height = row ? Math.max(...inputs.map((i) => i.height)) : sum(inputs.map((i) => i.height));
 let at = 0;
-const composite = files.map((input, i) => {
+const composite = inputs.map(({ input, width: w, height: h }) => {
   const placed = row ? { input, left: at, top: 0 } : { input, left: 0, top: at };
-  at += (row ? widths[i] : heights[i]) + GAP;
+  at += (row ? w : h) + GAP;
   return placed;
 });
 await sharp({ create: { width, height, channels: 3, background: '#ffffff' } })

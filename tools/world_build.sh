@@ -90,7 +90,7 @@ fi
 for f in "$WORLD"/*.* ; do ln -sf "$(realpath "$f")" "$BENCH_WORLD/"; done
 for f in "$WORLD"/mappers/*.pt "$B"/*.pt; do ln -sf "$(realpath "$f")" "$BENCH_WORLD/mappers/"; done
 
-echo "== 5. figures"
+echo "== 5. figures (about 25 min)"
 cli world fid --count "$FID_COUNT" --json > "$WORK/fid.json" || echo "fid: failed (see above)"
 cli world fid --count "$FID_COUNT" --generator models/world/train/generator-27kimg.pt --json > "$WORK/fid-27kimg.json" ||
   echo "fid (27 kimg): failed (see above)"
@@ -99,7 +99,8 @@ STYLECLIP_WORLD=$BENCH_WORLD node --import tsx bench/main.ts semantic --seeds "$
   --pictures "$WORK/semantic-pictures" > "$WORK/semantic.jsonl" || echo "semantic: failed"
 # inversion of 20 held-out faces, 300 steps: pixel loss alone, and with the world CLIP's term
 # shellcheck disable=SC2086
-node --import tsx bench/main.ts invert world --generator "$WORLD/generator.pt" $INV > "$WORK/invert.jsonl" || echo "invert: failed"
+node --import tsx bench/main.ts invert world --generator "$WORLD/generator.pt" --clip-lambda 0 $INV > "$WORK/invert.jsonl" ||
+  echo "invert: failed"
 # shellcheck disable=SC2086
 node --import tsx bench/main.ts invert world --generator "$WORLD/generator.pt" --clip "$WORLD/clip.pt" $INV \
   > "$WORK/invert-clip.jsonl" || echo "invert (CLIP): failed"

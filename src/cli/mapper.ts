@@ -20,6 +20,7 @@ import { LatentSet, readLatents } from '../models/stylegan2/latents.js';
 import { loadGenerator } from '../models/stylegan2/load.js';
 import type { GeneratorWeights } from '../models/stylegan2/weights.js';
 import { mapperSweepCommand } from '../queue/mapper.js';
+import { worldModelPath } from '../world/models.js';
 import {
   arcfaceUnits,
   CliCommand,
@@ -312,7 +313,10 @@ async function apply(raw: unknown): Promise<void> {
   const o = parseFlags(applySchema, raw);
   checkOutputs({ '--out': o.out, '--out-npy': o.outNpy, '--save-latent': o.saveLatent });
   const ck = loadMapper(o.mapper, { withDecoder: !o.generator });
-  const G = o.generator ? loadGenerator(o.generator) : ck.decoder;
+  // A mapper-only file (the world's, `train export`'s) renders with the world generator when none is given.
+  const fallback = ck.decoder ? null : worldModelPath('generator');
+  const generator = o.generator ?? fallback;
+  const G = generator ? loadGenerator(generator) : ck.decoder;
   if (!G) throw new UserError(`${o.mapper} is a mapper-only file (no decoder.* weights): pass --generator G`);
   const { nLatent, styleDim, size } = G.config;
   const latents = o.latent

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -276,11 +276,25 @@ describe('styleclip mapper (CLI)', () => {
       ),
       /latents of shape .*\(W\+\).*found shape \[2, 32\]/,
     );
+    // A mapper-only file without --generator: the world generator renders it where there is one, else the
+    // command asks for --generator.
     const only = join(tmp, 'cli-train', 'checkpoints', 'best_mapper.pt');
-    await assert.rejects(
-      cli('apply', '--mapper', only, '--seed', '1', '--out', join(tmp, 'x.png')),
-      /--generator/,
-    );
+    const world = join(tmp, 'world');
+    mkdirSync(world, { recursive: true });
+    const saved = process.env.STYLECLIP_WORLD;
+    process.env.STYLECLIP_WORLD = world;
+    try {
+      await assert.rejects(
+        cli('apply', '--mapper', only, '--seed', '1', '--out', join(tmp, 'x.png')),
+        /--generator/,
+      );
+      copyFileSync(fx('stylegan2/generator.pt'), join(world, 'generator.pt'));
+      await cli('apply', '--mapper', only, '--seed', '1', '--out', join(tmp, 'world.png'));
+      assert.ok(existsSync(join(tmp, 'world.png')));
+    } finally {
+      if (saved === undefined) delete process.env.STYLECLIP_WORLD;
+      else process.env.STYLECLIP_WORLD = saved;
+    }
     await assert.rejects(cli('train', ...common, '--prompt', 'x', '--steps', '0', '--out', tmp), /--steps/);
     await assert.rejects(cli('train', ...common, '--prompt', 'x', '--optim', 'sgd', '--out', tmp), /--optim/);
     await assert.rejects(
