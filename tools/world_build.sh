@@ -104,4 +104,4 @@ node --import tsx bench/main.ts invert world --generator "$WORLD/generator.pt" -
 # shellcheck disable=SC2086
 node --import tsx bench/main.ts invert world --generator "$WORLD/generator.pt" --clip "$WORLD/clip.pt" $INV \
   > "$WORK/invert-clip.jsonl" || echo "invert (CLIP): failed"
-du -sh "$WORLD" "$WORLD"/* "$WORLD"/mappers/*
+du -sh --exclude=train "$WORLD"; ls -la "$WORLD" "$WORLD"/mappers

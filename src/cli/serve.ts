@@ -11,6 +11,11 @@ import { setPhotoEncoder } from '../server/invert.js';
 import { arcfaceUnits, CliCommand, inputFile, int, parseFlags, UserError } from './common.js';
 
 const file = (what: string) => inputFile(`${what} file`);
+/** --mappers: a folder of mapper files (the world's, `models/world/mappers`) or one file. */
+const fileOrFolder = z
+  .string()
+  .min(1, 'must not be empty')
+  .refine((f) => existsSync(f), { error: (i) => `not found: ${i.input}` });
 
 /** What to tell a user whose --host/--port cannot be bound. */
 function listenProblem(e: NodeJS.ErrnoException, host: string, port: number): string | null {
@@ -43,7 +48,7 @@ const Flags = z.object({
   stats: file('stats').optional(),
   arcface: file('ArcFace').optional(),
   arcfaceUnits: arcfaceUnits.optional(),
-  mappers: file('mappers').optional(),
+  mappers: fileOrFolder.optional(),
   latents: file('latents').optional(),
   encoder: file('e4e encoder').optional(),
   port: int('port')

@@ -157,9 +157,11 @@ export function withWorldDefaults(argv: readonly string[], env: NodeJS.ProcessEn
   if (!entry) return [...argv];
   const given = (flag: string) => args.some((a) => a === flag || a.startsWith(`${flag}=`));
   if (entry[2]?.some(given)) return [...argv];
+  // fs3 and mappers belong to one generator and CLIP: the world's are only added with the world's pair.
+  const ownPair = given('--generator') || given('--clip');
   const added: string[] = [];
   for (const [flag, kind] of entry[1]) {
-    if (given(flag)) continue;
+    if (given(flag) || (ownPair && (kind === 'fs3' || kind === 'mappers'))) continue;
     const path = worldModelPath(kind, undefined, env);
     if (path) added.push(flag, path);
   }

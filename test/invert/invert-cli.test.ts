@@ -95,7 +95,15 @@ describe('styleclip invert', () => {
     assert.match(r.stderr, /--out: it would write .*face\.png over the photo; give the latent another name/);
     assert.deepEqual(readFileSync(photo), readFileSync(`${FX}/photos/astronaut.png`));
 
-    r = cli('--photo', `${FX}/photos/astronaut.png`, '--out', join(tmp, 'x.npy'));
+    // no model flag and no world generator (an empty world folder): the command asks for one
+    r = spawnSync(
+      process.execPath,
+      [...ARGS, '--photo', `${FX}/photos/astronaut.png`, '--out', join(tmp, 'x.npy')],
+      {
+        encoding: 'utf8',
+        env: { ...process.env, STYLECLIP_WORLD: tmp },
+      },
+    );
     assert.equal(r.status, 2);
     assert.match(r.stderr, /--generator: give --generator, or --encoder/);
 

@@ -40,6 +40,33 @@ test('model flags left out are filled from the world folder; given flags and oth
   const e4e = argv('invert', '--photo', 'p.png', '--encoder', 'e4e.pt');
   assert.deepEqual(withWorldDefaults(e4e, env), e4e);
   assert.deepEqual(withWorldDefaults(argv('generate', '--help'), env), argv('generate', '--help'));
+  // fs3 and mappers belong to the world's generator and CLIP: with the user's own, they are not added
+  const withFs3 = join(tmp, 'world-fs3');
+  mkdirSync(join(withFs3, 'mappers'), { recursive: true });
+  for (const f of ['generator.pt', 'clip.pt']) copyFileSync(join(world, f), join(withFs3, f));
+  copyFileSync(fixture('global/fs3.npy'), join(withFs3, 'fs3.npy'));
+  const fs3Env = { STYLECLIP_WORLD: withFs3 };
+  assert.deepEqual(withWorldDefaults(argv('serve'), fs3Env), [
+    ...argv('serve'),
+    '--generator',
+    join(withFs3, 'generator.pt'),
+    '--clip',
+    join(withFs3, 'clip.pt'),
+    '--fs3',
+    join(withFs3, 'fs3.npy'),
+    '--mappers',
+    join(withFs3, 'mappers'),
+  ]);
+  assert.deepEqual(withWorldDefaults(argv('serve', '--generator', 'g.pt'), fs3Env), [
+    ...argv('serve', '--generator', 'g.pt'),
+    '--clip',
+    join(withFs3, 'clip.pt'),
+  ]);
+  assert.deepEqual(withWorldDefaults(argv('global', 'edit', '--clip', 'c.pt'), fs3Env), [
+    ...argv('global', 'edit', '--clip', 'c.pt'),
+    '--generator',
+    join(withFs3, 'generator.pt'),
+  ]);
   const empty = join(tmp, 'empty');
   mkdirSync(empty);
   assert.deepEqual(withWorldDefaults(argv('generate'), { STYLECLIP_WORLD: empty }), argv('generate'));
