@@ -194,7 +194,7 @@ export interface PromptResult {
 
 /** The world's models, loaded once for all methods. */
 export class WorldBench {
-  /** Image features as the CLIP loss computes them (no CLIP normalization), made on first use. */
+  /** Image features as the CLIP loss computes them (clipInput: the CLIP file's own normalization), made on first use. */
   private imageFeatures?: ClipImageFeatures;
   private textCache = new Map<string, Float32Array>();
   readonly encoder: ClipEncoder;
