@@ -7,7 +7,7 @@
 #   docs/world-edit.png         the README's main command: before and after "a face with purple hair", seed 36
 #   docs/world-global-strip.png global directions, α = -4 … 8, three prompts (rows) on seed 3
 #   docs/world-mapper-*.png     each shipped mapper on seeds 1-4: before, then strengths 1 and 2
-#   docs/world-optimize.png     latent optimization "a face with glasses", seed 5: every 20th step of 100
+#   docs/world-optimize.png     latent optimization "a face with glasses", seed 0: every 20th step of 100
 set -eu
 cli() { node --import tsx src/cli/main.ts "$@"; }
 T=.tmp/world-gallery
@@ -34,7 +34,7 @@ for m in models/world/mappers/*.pt; do
 done
 
 rm -rf "$T/opt"
-cli optimize --prompt "a face with glasses" --seed 5 --steps 100 --save-every 20 --out "$T/opt"
+cli optimize --prompt "a face with glasses" --seed 0 --steps 100 --save-every 20 --out "$T/opt"
 # shellcheck disable=SC2046
 node --import tsx tools/stack_images.ts --row --scale 2 docs/world-optimize.png $(ls "$T"/opt/0*.jpg | sort) "$T/opt/final.png"
 ls -la docs/world-*.png
