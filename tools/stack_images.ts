@@ -6,26 +6,26 @@
 import { parseArgs } from 'node:util';
 import sharp from 'sharp';
 
-let parsed: ReturnType<typeof parse>;
-function parse() {
-  return parseArgs({
-    options: { row: { type: 'boolean', default: false }, scale: { type: 'string', default: '1' } },
-    allowPositionals: true,
-  });
-}
-try {
-  parsed = parse();
-} catch (e) {
-  parsed = { values: { row: false, scale: '' }, positionals: [] };
-  process.stderr.write(`${(e as Error).message}\n`);
-}
-const row = parsed.values.row === true;
-const scale = Number(parsed.values.scale);
-const [out, ...files] = parsed.positionals;
-if (!out || files.length === 0 || !Number.isInteger(scale) || scale < 1) {
-  process.stderr.write('usage: stack_images.ts [--row] [--scale K] OUT IMG...\n');
+function usage(why: string): never {
+  process.stderr.write(`${why}\nusage: stack_images.ts [--row] [--scale K] OUT IMG...\n`);
   process.exit(2);
 }
+function readArgs() {
+  try {
+    return parseArgs({
+      options: { row: { type: 'boolean', default: false }, scale: { type: 'string', default: '1' } },
+      allowPositionals: true,
+    });
+  } catch (e) {
+    return usage((e as Error).message);
+  }
+}
+const { values, positionals } = readArgs();
+const row = values.row === true;
+const scale = Number(values.scale);
+const [out, ...files] = positionals;
+if (!out || files.length === 0) usage('give the output and at least one image');
+if (!Number.isInteger(scale) || scale < 1) usage(`--scale must be a whole number ≥ 1, got ${values.scale}`);
 const GAP = 2;
 const inputs = await Promise.all(
   files.map(async (f) => {

@@ -83,7 +83,7 @@ export async function invertPhotoJob(
       clip: studio.models.clip,
       arcface: studio.models.arcface ?? undefined,
       encoder: photoEncoder() ?? undefined,
-      align: r.align ?? studio.info().photoAlign,
+      align: r.align ?? studio.photoAlign,
       face: r.face,
       invert: { steps },
       engine: (fn) => studio.lane.run('background', fn),

@@ -220,8 +220,13 @@ export class Studio {
       global: Boolean(this.models.fs3),
       arcface: Boolean(this.models.arcface),
       mappers: [...(this.models.mappers?.keys() ?? [])],
-      photoAlign: this.models.photoAlign ?? true,
+      photoAlign: this.photoAlign,
     };
+  }
+
+  /** Whether a photo upload is FFHQ-aligned when its request does not say (loadModels decides; default true). */
+  get photoAlign(): boolean {
+    return this.models.photoAlign ?? true;
   }
 
   list(): GalleryItem[] {
